@@ -1,0 +1,5 @@
+import sys
+
+from homealert_mqtt.cli import main
+
+sys.exit(main())

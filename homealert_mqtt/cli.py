@@ -1,0 +1,121 @@
+"""The `homealert-mqtt` command: run, check-config, alerts, ack, resolve, history, health."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from homealert_mqtt import __version__
+from homealert_mqtt.config import ConfigError, load_config
+
+_LOGGER = logging.getLogger("homealert_mqtt")
+DEFAULT_DATA_DIR = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / (
+    "homealert-mqtt/embedded"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="homealert-mqtt",
+        description="An MQTT-native alert manager for the home: alerts in on MQTT, state in "
+        "Redis, retained state and Home Assistant discovery out.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.add_argument(
+            "--config",
+            metavar="PATH",
+            help="YAML config file, merged over the defaults (default: the defaults alone)",
+        )
+        return cmd
+
+    run = add("run", "Run the service until interrupted.")
+    run.add_argument(
+        "--embedded",
+        action="store_true",
+        help="start a local Redis and MQTT broker for the service (for trying it out)",
+    )
+    run.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help=f"with --embedded: where their data lives (default: {DEFAULT_DATA_DIR})",
+    )
+    add("check-config", "Validate a config file; print every problem with its key path.")
+    alerts = add("alerts", "List open alerts: id, state, priority, count, age.")
+    alerts.add_argument("--all", action="store_true", help="include resolved alerts")
+    alerts.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    for name, verb in (("ack", "Acknowledge"), ("resolve", "Resolve")):
+        cmd = add(name, f"{verb} an alert (publishes the command over MQTT).")
+        cmd.add_argument("id", help="the alert id")
+        cmd.add_argument("--by", metavar="NAME", help="who does it (recorded in the state)")
+        cmd.add_argument("--note", help="a note kept with the acknowledgement")
+    history = add("history", "Show recent alert events, newest first.")
+    history.add_argument("--source", help="only this source")
+    history.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    health = add("health", "Exit 0 when the service is connected to MQTT and Redis, else 1.")
+    health.add_argument("--max-age", type=int, default=30, help="heartbeat age limit (s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.config)
+    try:
+        settings = load_config(args.config) if args.command != "run" or not args.embedded else None
+    except ConfigError as err:
+        _print_problems(args.config, err)
+        return 1
+    from homealert_mqtt import cli_commands  # noqa: PLC0415 - keeps check-config light
+
+    if args.command == "run":
+        return cli_commands.run(args, settings)
+    assert settings is not None
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    handlers = {
+        "alerts": cli_commands.list_alerts,
+        "ack": cli_commands.send_command,
+        "resolve": cli_commands.send_command,
+        "history": cli_commands.show_history,
+        "health": cli_commands.health,
+    }
+    try:
+        return asyncio.run(handlers[args.command](args, settings))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _check_config(path: str | None) -> int:
+    try:
+        settings = load_config(path)
+    except ConfigError as err:
+        _print_problems(path, err)
+        return 1
+    where = path or "built-in defaults"
+    print(f"{where}: OK (broker {settings.mqtt.safe_url()}, Redis {settings.redis.safe_url()})")
+    return 0
+
+
+def _print_problems(path: str | None, err: ConfigError) -> None:
+    print(f"{path or 'config'}: {len(err.problems)} problem(s)", file=sys.stderr)
+    for problem in err.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

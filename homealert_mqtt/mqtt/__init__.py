@@ -1,0 +1,1 @@
+"""The two MQTT connections: one that receives (persistent session), one that publishes."""

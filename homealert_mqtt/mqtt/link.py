@@ -1,0 +1,240 @@
+"""Connection loops that never give up: the inbound (persistent session, manual PUBACK)
+and the outbound (publishes state; carries the last will).
+
+aiomqtt owns connecting, subscribing and publishing. Two things it does not expose are
+taken from its paho client: manual acknowledgement (so a PUBACK leaves only after the
+alert is committed to Redis) and the DUP flag (so a redelivery is recognised).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho
+
+from homealert_mqtt.config.settings import MqttSettings
+from homealert_mqtt.mqtt.backoff import Backoff
+from homealert_mqtt.mqtt.client_options import client_kwargs
+
+_LOGGER = logging.getLogger(__name__)
+
+OUTBOUND_INFLIGHT = 1000  # aiomqtt's default of 20 in-flight QoS 1 publishes throttles batching
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    dup: bool
+    retain: bool
+    generation: int  # which connection delivered it; acks only go back on that one
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+
+
+Resolver = Callable[[], Awaitable[BrokerAddress]]
+
+
+def static_resolver(settings: MqttSettings) -> Resolver:
+    async def resolve() -> BrokerAddress:
+        return BrokerAddress(settings.host, settings.port)
+
+    return resolve
+
+
+class InboundLink:
+    """Subscribes at QoS 1 with a persistent session and hands messages to a queue."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        resolve: Resolver,
+        filters: list[str],
+        queue: asyncio.Queue[Inbound],
+        on_subscribed: Callable[[bool], Awaitable[None]],
+    ) -> None:
+        self._settings = settings
+        self._resolve = resolve
+        self._filters = filters
+        self._queue = queue
+        self._on_subscribed = on_subscribed
+        self._client: aiomqtt.Client | None = None
+        self.generation = 0
+        self.connected = asyncio.Event()
+
+    def ack(self, message: Inbound) -> None:
+        """PUBACK a message, unless its connection is gone (the broker will resend it)."""
+        client = self._client
+        if message.qos == 0 or client is None or message.generation != self.generation:
+            return
+        client._client.ack(message.mid, message.qos)  # noqa: SLF001 - see module docstring
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        while True:
+            address = await self._resolve()
+            kwargs = client_kwargs(
+                self._settings,
+                address.host,
+                address.port,
+                client_id=self._settings.client_id,
+                persistent=True,
+            )
+            client = aiomqtt.Client(**kwargs)
+            paho_client: paho.Client = client._client  # noqa: SLF001
+            paho_client.manual_ack_set(True)
+            self.generation += 1
+            generation = self.generation
+            paho_client.on_message = self._receiver(generation)
+            try:
+                async with client:
+                    self._client = client
+                    await self._subscribe(client)
+                    backoff.reset()
+                    self.connected.set()
+                    _LOGGER.info(
+                        "receiving alerts from %s:%s as %r",
+                        address.host,
+                        address.port,
+                        self._settings.client_id,
+                    )
+                    await self._on_subscribed(True)
+                    await _wait_disconnected(client)
+            except aiomqtt.MqttError as err:
+                delay = backoff.next_delay()
+                _LOGGER.warning(
+                    "MQTT broker %s:%s unavailable (%s); retrying in %.1f s",
+                    address.host,
+                    address.port,
+                    err,
+                    delay,
+                )
+                self._mark_down()
+                await self._on_subscribed(False)
+                await asyncio.sleep(delay)
+            finally:
+                self._mark_down()
+
+    def _mark_down(self) -> None:
+        self._client = None
+        self.connected.clear()
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        group = self._settings.shared_group
+        topics = []
+        for topic in self._filters:
+            # With a shared group each message reaches one replica, commands included.
+            name = f"$share/{group}/{topic}" if group and self._settings.protocol == 5 else topic
+            topics.append((name, 1))
+        await client.subscribe(topics)
+
+    def _receiver(self, generation: int) -> Callable[[paho.Client, Any, paho.MQTTMessage], None]:
+        def on_message(_client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+            # Called on the event loop's thread (aiomqtt reads the socket there).
+            self._queue.put_nowait(
+                Inbound(
+                    topic=msg.topic,
+                    payload=bytes(msg.payload),
+                    qos=msg.qos,
+                    mid=msg.mid,
+                    dup=bool(msg.dup),
+                    retain=bool(msg.retain),
+                    generation=generation,
+                )
+            )
+
+        return on_message
+
+
+class OutboundLink:
+    """Publishes state. While it is down, publishes are dropped and a full resync runs on
+    reconnect (state is in Redis), so the pipeline never blocks on a broker outage."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        resolve: Resolver,
+        status_topic: str,
+        on_connected: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._settings = settings
+        self._resolve = resolve
+        self._status_topic = status_topic
+        self._on_connected = on_connected
+        self._client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self.dropped = 0
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        client = self._client
+        if client is None:
+            self.dropped += 1
+            return
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=30)
+        except aiomqtt.MqttError as err:
+            self.dropped += 1
+            _LOGGER.debug("publish to %s failed: %s", topic, err)
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        while True:
+            address = await self._resolve()
+            kwargs = client_kwargs(
+                self._settings,
+                address.host,
+                address.port,
+                client_id=f"{self._settings.client_id}-out"[:64],
+                persistent=False,
+            )
+            kwargs["will"] = aiomqtt.Will(self._status_topic, b"offline", qos=1, retain=True)
+            kwargs["max_inflight_messages"] = OUTBOUND_INFLIGHT
+            client = aiomqtt.Client(**kwargs)
+            try:
+                async with client:
+                    self._client = client
+                    self.connected.set()
+                    backoff.reset()
+                    await self._on_connected()
+                    await _wait_disconnected(client)
+            except aiomqtt.MqttError as err:
+                delay = backoff.next_delay()
+                _LOGGER.warning(
+                    "MQTT broker %s:%s unavailable for publishing (%s); retrying in %.1f s",
+                    address.host,
+                    address.port,
+                    err,
+                    delay,
+                )
+                self._client = None
+                self.connected.clear()
+                await asyncio.sleep(delay)
+            finally:
+                self._client = None
+                self.connected.clear()
+
+    async def close(self) -> None:
+        """A clean shutdown says `offline` itself (the will only fires on a lost connection)."""
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.publish(self._status_topic, b"offline", qos=1, retain=True, timeout=5)
+
+
+async def _wait_disconnected(client: aiomqtt.Client) -> None:
+    """Block until the connection drops; raises MqttError then."""
+    # Shielded: cancelling our wait must not cancel aiomqtt's own future, which its
+    # __aexit__ still needs to disconnect cleanly.
+    await asyncio.shield(client._disconnected)  # noqa: SLF001 - no public "wait for loss"

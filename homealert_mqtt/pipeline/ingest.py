@@ -1,0 +1,157 @@
+"""The chain for alerts and commands coming in over MQTT.
+
+    validate -> fingerprint -> prioritise -> store (ingest.lua: dedup, group, retention)
+             -> publish (alert, group, events) -> PUBACK
+
+A batch of alerts is stored in one pipelined round trip. A message is acknowledged to
+the broker only after Redis has committed it; a message that fails validation is
+answered on `<base>/error` and acknowledged, so it never blocks those behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from homealert_mqtt.config.settings import AlertSettings
+from homealert_mqtt.models import AlertRecord
+from homealert_mqtt.mqtt.link import Inbound
+from homealert_mqtt.pipeline.commands import CommandHandler
+from homealert_mqtt.pipeline.fingerprint import group_identity, identify
+from homealert_mqtt.pipeline.prioritise import prioritise
+from homealert_mqtt.pipeline.publish import StatePublisher
+from homealert_mqtt.pipeline.validate import Limits, Rejected, parse_alert
+from homealert_mqtt.store.alert_store import AlertStore, IngestRequest, IngestResult
+from homealert_mqtt.topics import Topics
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    message: Inbound
+    request: IngestRequest
+
+
+class Ingest:
+    def __init__(
+        self,
+        *,
+        settings: AlertSettings,
+        limits: Limits,
+        topics: Topics,
+        store: AlertStore,
+        publisher: StatePublisher,
+        commands: CommandHandler,
+        client_id: str,
+        on_created: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.limits = limits
+        self.topics = topics
+        self.store = store
+        self.publisher = publisher
+        self.commands = commands
+        self.client_id = client_id
+        self.on_created = on_created
+
+    async def handle(self, batch: Sequence[Inbound], ack: Callable[[Inbound], None]) -> None:
+        """Process a batch in arrival order: runs of alerts pipelined, commands one by one.
+
+        Raises redis errors untouched: the caller retries the same (unacknowledged) batch.
+        """
+        run: list[Prepared] = []
+        for message in batch:
+            if self.topics.is_input(message.topic):
+                prepared = await self._prepare(message)
+                if prepared is None:
+                    ack(message)
+                else:
+                    run.append(prepared)
+                continue
+            if run:
+                await self._store_and_publish(run, ack)
+                run = []
+            command = self.topics.parse_command(message.topic)
+            if command is not None:
+                await self.commands.handle(command, message.topic, message.payload)
+            ack(message)
+        if run:
+            await self._store_and_publish(run, ack)
+
+    async def _prepare(self, message: Inbound) -> Prepared | None:
+        if message.retain:
+            # A retained alert would be replayed to us on every resubscribe.
+            await self.publisher.error(
+                "retained alerts are not accepted (publish without retain)",
+                message.topic,
+                message.payload,
+            )
+            return None
+        try:
+            source = self.topics.source_from_input(message.topic)
+            alert = parse_alert(message.payload, source, self.limits)
+        except (Rejected, ValueError) as err:
+            await self.publisher.error(str(err), message.topic, message.payload)
+            return None
+        identity = identify(alert, self.settings.dedup.attributes)
+        grouping = self.settings.grouping
+        group = group_identity(alert, grouping.attributes) if grouping.enabled else None
+        request = IngestRequest(
+            fingerprint=identity.fingerprint,
+            base_id=identity.base_id,
+            status=alert.status,
+            source=alert.source,
+            type=alert.type,
+            severity=alert.severity or "",
+            priority=prioritise(
+                alert, self.settings.priorities, self.settings.default_priority
+            ).value,
+            message=alert.message,
+            attributes_json=json.dumps(alert.attributes, ensure_ascii=False),
+            timestamp_ms=alert.timestamp_ms,
+            group_key_hash=group.key_hash if group else "",
+            group_key_text=group.key_text if group else "",
+            base_group_id=group.base_group_id if group else "",
+            client_id=self.client_id,
+            mid=message.mid if message.qos > 0 else 0,
+            dup=message.dup,
+            digest=hashlib.blake2b(
+                message.topic.encode() + b"\x00" + message.payload, digest_size=12
+            ).hexdigest(),
+        )
+        return Prepared(message, request)
+
+    async def _store_and_publish(self, run: list[Prepared], ack: Callable[[Inbound], None]) -> None:
+        results = await self.store.ingest_many([p.request for p in run])
+        # Committed: from here on a crash loses nothing (the broker's redelivery is
+        # recognised, and a restart republishes every retained topic).
+        for prepared in run:
+            ack(prepared.message)
+        created = False
+        publishes = []
+        for prepared, result in zip(run, results, strict=True):
+            created = created or result.outcome in ("created", "reopened")
+            publishes.append(self._publish_result(prepared, result))
+        await asyncio.gather(*publishes)
+        if created:
+            self.on_created()
+
+    async def _publish_result(self, prepared: Prepared, result: IngestResult) -> None:
+        if result.outcome == "no_open_alert":
+            await self.publisher.error(
+                "status resolved, but no open alert has this fingerprint",
+                prepared.message.topic,
+                prepared.message.payload,
+            )
+            return
+        alert: AlertRecord | None = result.alert
+        if alert is None:
+            return
+        await self.publisher.alert(alert, result.events)
+        if result.group is not None:
+            await self.publisher.group(result.group)

@@ -1,0 +1,138 @@
+"""The last step: state out to MQTT (retained alert, group and summary; events; errors).
+
+Every retained payload is a snapshot read from Redis, so publishing twice is harmless and
+`resync()` can rebuild every topic after a restart or a broker outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from homealert_mqtt.models import AlertRecord, GroupRecord, iso
+from homealert_mqtt.store.alert_store import AlertStore
+from homealert_mqtt.topics import Topics
+
+_LOGGER = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes, int, bool], Awaitable[None]]
+ERROR_PAYLOAD_BYTES = 256
+SUMMARY_DEBOUNCE = 0.2  # seconds: a burst of alerts makes one summary, not thousands
+
+
+class StateListener(Protocol):
+    """Told about every published change (Home Assistant discovery, metrics, ...)."""
+
+    async def alert_changed(self, alert: AlertRecord, events: Sequence[str]) -> None: ...
+
+    async def alert_removed(self, alert_id: str) -> None: ...
+
+
+def dumps(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class StatePublisher:
+    def __init__(
+        self,
+        topics: Topics,
+        store: AlertStore,
+        publish: Publish,
+        clock: Callable[[], int],
+    ) -> None:
+        self.topics = topics
+        self.store = store
+        self._publish = publish
+        self._clock = clock
+        self.listeners: list[StateListener] = []
+        self._summary_due = asyncio.Event()
+
+    async def alert(self, alert: AlertRecord, events: Sequence[str] = ()) -> None:
+        await self._publish(self.topics.alert(alert.id), dumps(alert.to_public()), 1, True)
+        for name in events:
+            await self.event(name, alert)
+        for listener in self.listeners:
+            await listener.alert_changed(alert, events)
+        self._summary_due.set()
+
+    async def group(self, group: GroupRecord) -> None:
+        await self._publish(self.topics.group(group.id), dumps(group.to_public()), 1, True)
+
+    async def event(self, name: str, alert: AlertRecord | None, **extra: Any) -> None:
+        body: dict[str, Any] = {"event": name, "at": iso(self._clock())}
+        if alert is not None:
+            body.update(
+                id=alert.id,
+                priority=alert.priority.value,
+                state=alert.state.value,
+                source=alert.source,
+                type=alert.type,
+                group_id=alert.group_id,
+            )
+        body.update(extra)
+        await self._publish(self.topics.event, dumps(body), 1, False)
+
+    async def error(self, reason: str, topic: str, payload: bytes) -> None:
+        """Rejected input: `<base>/error`, a `rejected` event, and the log."""
+        excerpt = payload[:ERROR_PAYLOAD_BYTES].decode("utf-8", errors="replace")
+        _LOGGER.warning("rejected message on %s: %s", topic[:200], reason)
+        await self._publish(
+            self.topics.error,
+            dumps({"error": reason, "topic": topic, "payload": excerpt}),
+            1,
+            False,
+        )
+        await self.event("rejected", None, topic=topic, error=reason)
+
+    async def removed(self, alert_ids: Sequence[str], group_ids: Sequence[str]) -> None:
+        """Clear retained topics of removed alerts and groups, then forget the clear marks."""
+        for alert_id in alert_ids:
+            await self._publish(self.topics.alert(alert_id), b"", 1, True)
+            for listener in self.listeners:
+                await listener.alert_removed(alert_id)
+        for group_id in group_ids:
+            await self._publish(self.topics.group(group_id), b"", 1, True)
+        await self.store.clears_done(
+            [f"alert:{i}" for i in alert_ids] + [f"group:{g}" for g in group_ids]
+        )
+        if alert_ids:
+            self._summary_due.set()
+
+    async def summary(self) -> None:
+        summary = await self.store.summary()
+        await self._publish(self.topics.summary, dumps(summary.to_public()), 1, True)
+
+    async def run_summary(self) -> None:
+        """Publish the summary after changes, at most every SUMMARY_DEBOUNCE seconds."""
+        while True:
+            await self._summary_due.wait()
+            await asyncio.sleep(SUMMARY_DEBOUNCE)
+            self._summary_due.clear()
+            try:
+                await self.summary()
+            except Exception:
+                _LOGGER.exception("summary publish failed; retrying on the next change")
+                self._summary_due.set()
+
+    async def resync(self) -> None:
+        """Republish every retained topic from Redis (after a restart or reconnect)."""
+        ids = await self.store.stored_ids()
+        for start in range(0, len(ids), 500):
+            for alert in await self.store.get_alerts(ids[start : start + 500]):
+                await self._publish(self.topics.alert(alert.id), dumps(alert.to_public()), 1, True)
+                for listener in self.listeners:
+                    await listener.alert_changed(alert, ())
+        for group_id in await self.store.group_ids():
+            group = await self.store.get_group(group_id)
+            if group is not None:
+                await self.group(group)
+        pending = await self.store.pending_clears()
+        await self.removed(
+            [p.split(":", 1)[1] for p in pending if p.startswith("alert:")],
+            [p.split(":", 1)[1] for p in pending if p.startswith("group:")],
+        )
+        await self.summary()
+        _LOGGER.info("published the state of %d alerts", len(ids))

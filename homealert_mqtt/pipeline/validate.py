@@ -1,0 +1,200 @@
+"""Step 1: turn an MQTT payload into an IncomingAlert, or reject it with a reason.
+
+The rules are the contract's (docs/mqtt-api.md, "Alerts in"). Nothing here raises
+anything but Rejected: a malformed payload must never reach the rest of the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from homealert_mqtt.models import IncomingAlert, Priority
+from homealert_mqtt.topics import SOURCE_PATTERN
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 1024
+MAX_ATTRIBUTES_BYTES = 8 * 1024
+MAX_ATTRIBUTES_DEPTH = 8
+MAX_SEVERITY_CHARS = 32
+MAX_DEDUP_KEY_CHARS = 255
+STATUSES = ("firing", "resolved")
+KNOWN_FIELDS = frozenset(
+    {
+        "source",
+        "type",
+        "severity",
+        "priority",
+        "message",
+        "status",
+        "dedup_key",
+        "attributes",
+        "timestamp",
+    }
+)
+_PRIORITY = re.compile(r"^[Pp][1-5]$")
+
+
+class Rejected(Exception):
+    """The payload breaks a rule; the message says which, for `<base>/error`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_payload_bytes: int
+
+
+_warned_fields: set[str] = set()
+
+
+def parse_alert(payload: bytes, topic_source: str | None, limits: Limits) -> IncomingAlert:
+    if len(payload) > limits.max_payload_bytes:
+        raise Rejected(
+            f"payload is {len(payload)} bytes, over the limit of {limits.max_payload_bytes}"
+        )
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise Rejected(f"payload is not valid UTF-8 (byte {err.start})") from err
+    try:
+        data = json.loads(text)
+    except RecursionError as err:
+        raise Rejected("payload is nested too deeply") from err
+    except ValueError as err:
+        raise Rejected(f"payload is not JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise Rejected(f"payload must be a JSON object, got {_json_type(data)}")
+    return _build(data, topic_source)
+
+
+def _build(data: dict[str, Any], topic_source: str | None) -> IncomingAlert:
+    source = _name(data, "source", required=topic_source is None)
+    if topic_source is not None:
+        if source is not None and source != topic_source:
+            raise Rejected(f"source {source!r} contradicts the topic's source {topic_source!r}")
+        source = topic_source
+    assert source is not None  # required above when the topic gives none
+    alert_type = _name(data, "type", required=True)
+    assert alert_type is not None
+
+    severity = _optional_str(data, "severity", MAX_SEVERITY_CHARS)
+    severity = severity.lower() if severity else None
+    explicit = _optional_str(data, "priority", 8)
+    if explicit is not None and not _PRIORITY.match(explicit):
+        raise Rejected(f"priority must be P1..P5, got {explicit!r}")
+
+    status = (_optional_str(data, "status", 16) or "firing").lower()
+    if status not in STATUSES:
+        raise Rejected(f"status must be firing or resolved, got {data['status']!r}")
+
+    dedup_key = _optional_str(data, "dedup_key", MAX_DEDUP_KEY_CHARS)
+    if dedup_key == "":
+        raise Rejected("dedup_key must not be empty")
+
+    attributes = data.get("attributes", {})
+    if attributes is None:
+        attributes = {}
+    if not isinstance(attributes, dict):
+        raise Rejected(f"attributes must be an object, got {_json_type(attributes)}")
+    unknown = tuple(sorted(set(data) - KNOWN_FIELDS))
+    if unknown:
+        # Kept, not rejected: a typo in a device's script must never lose a page.
+        attributes = {**attributes, **{name: data[name] for name in unknown}}
+        for name in unknown:
+            if name not in _warned_fields and len(_warned_fields) < 1000:
+                _warned_fields.add(name)
+                _LOGGER.warning("unknown alert field %r kept under attributes", name[:64])
+    _check_attributes(attributes)
+
+    return IncomingAlert(
+        source=source,
+        type=alert_type,
+        severity=severity,
+        explicit_priority=Priority(explicit.upper()) if explicit else None,
+        message=_optional_str(data, "message", MAX_MESSAGE_CHARS) or "",
+        status=status,
+        dedup_key=dedup_key,
+        attributes=attributes,
+        timestamp_ms=_timestamp(data.get("timestamp")),
+        unknown_fields=unknown,
+    )
+
+
+def _name(data: dict[str, Any], field: str, *, required: bool) -> str | None:
+    value = data.get(field)
+    if value is None:
+        if required:
+            raise Rejected(f"{field} is required")
+        return None
+    if not isinstance(value, str):
+        raise Rejected(f"{field} must be a string, got {_json_type(value)}")
+    if not SOURCE_PATTERN.match(value):
+        raise Rejected(f"{field} must be 1-64 of [A-Za-z0-9_.-], got {value[:80]!r}")
+    return value
+
+
+def _optional_str(data: dict[str, Any], field: str, max_chars: int) -> str | None:
+    value = data.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Rejected(f"{field} must be a string, got {_json_type(value)}")
+    if len(value) > max_chars:
+        raise Rejected(f"{field} is {len(value)} characters, over the limit of {max_chars}")
+    return value
+
+
+def _check_attributes(attributes: dict[str, Any]) -> None:
+    if _depth(attributes) > MAX_ATTRIBUTES_DEPTH:
+        raise Rejected(f"attributes are nested deeper than {MAX_ATTRIBUTES_DEPTH} levels")
+    size = len(json.dumps(attributes, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_ATTRIBUTES_BYTES:
+        raise Rejected(f"attributes are {size} bytes as JSON, over the limit of 8 KiB")
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    """Nesting depth, stopping early once past the limit."""
+    if level > MAX_ATTRIBUTES_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level)
+    return level - 1
+
+
+def _timestamp(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise Rejected("timestamp must be an ISO 8601 string")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise Rejected(f"timestamp is not ISO 8601: {value!r}") from err
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    if value is None:
+        return "null"
+    return "a string"

@@ -1,0 +1,213 @@
+"""The running service: wires the store, the pipeline and the MQTT links, and supervises them.
+
+Every long-running part is a task in one TaskGroup; a part that fails logs and restarts
+rather than taking the house's alerting down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from homealert_mqtt import __version__
+from homealert_mqtt.clock import Clock, wall_ms
+from homealert_mqtt.config.settings import Settings
+from homealert_mqtt.mqtt.backoff import Backoff
+from homealert_mqtt.mqtt.link import Inbound, InboundLink, OutboundLink, Resolver, static_resolver
+from homealert_mqtt.pipeline.commands import CommandHandler
+from homealert_mqtt.pipeline.ingest import Ingest
+from homealert_mqtt.pipeline.publish import StatePublisher
+from homealert_mqtt.pipeline.validate import Limits
+from homealert_mqtt.redis_client import make_redis, wait_for_redis
+from homealert_mqtt.store.alert_store import AlertStore
+from homealert_mqtt.store.keys import Keys
+from homealert_mqtt.topics import Topics
+
+_LOGGER = logging.getLogger(__name__)
+
+BATCH_MAX = 256
+SWEEP_INTERVAL = 1.0
+HEARTBEAT_INTERVAL = 5.0
+HEARTBEAT_TTL = 30
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = wall_ms,
+        resolver: Resolver | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.topics = Topics(settings.mqtt.base_topic)
+        self.keys = Keys.for_prefix(settings.redis.key_prefix)
+        self.redis: Redis = make_redis(settings.redis)
+        self.store = AlertStore(self.redis, self.keys, settings.alerts, clock)
+        self.queue: asyncio.Queue[Inbound] = asyncio.Queue()
+        resolve = resolver or static_resolver(settings.mqtt)
+        self.outbound = OutboundLink(
+            settings.mqtt, resolve, self.topics.status, self._outbound_connected
+        )
+        self.inbound = InboundLink(
+            settings.mqtt,
+            resolve,
+            self.topics.input_filters(),
+            self.queue,
+            self._inbound_changed,
+        )
+        self.publisher = StatePublisher(self.topics, self.store, self.outbound.publish, clock)
+        self.commands = CommandHandler(self.store, self.publisher)
+        self.ingest = Ingest(
+            settings=settings.alerts,
+            limits=Limits(max_payload_bytes=settings.mqtt.max_payload_bytes),
+            topics=self.topics,
+            store=self.store,
+            publisher=self.publisher,
+            commands=self.commands,
+            client_id=settings.mqtt.client_id,
+        )
+        self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        _LOGGER.info(
+            "homealert-mqtt %s starting: broker %s, Redis %s, base topic %r",
+            __version__,
+            "auto (zeroconf)" if self.settings.mqtt.discover else self.settings.mqtt.safe_url(),
+            self.settings.redis.safe_url(),
+            self.settings.mqtt.base_topic,
+        )
+        await wait_for_redis(self.redis, self.settings.redis)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.outbound.run(), name="mqtt-out")
+                tasks.create_task(self.inbound.run(), name="mqtt-in")
+                tasks.create_task(self._supervise("pipeline", self._process), name="pipeline")
+                tasks.create_task(self._supervise("retention", self._sweep), name="retention")
+                tasks.create_task(
+                    self._supervise("summary", self.publisher.run_summary), name="summary"
+                )
+                tasks.create_task(self._supervise("heartbeat", self._heartbeat), name="heartbeat")
+                for factory in self.extra_tasks:
+                    tasks.create_task(self._supervise(factory.__qualname__, factory))
+        finally:
+            with suppress(Exception):
+                await asyncio.wait_for(self.outbound.close(), 5)
+            with suppress(Exception):
+                await self.redis.aclose()
+
+    async def _supervise(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        backoff = Backoff(initial=1, cap=30)
+        while True:
+            try:
+                await factory()
+                return
+            except (RedisError, OSError) as err:
+                delay = backoff.next_delay()
+                _LOGGER.warning("%s: Redis unavailable (%s); retrying in %.1f s", name, err, delay)
+            except Exception:
+                delay = backoff.next_delay()
+                _LOGGER.exception("%s failed; restarting in %.1f s", name, delay)
+            await asyncio.sleep(delay)
+
+    # -- connection events
+    async def _outbound_connected(self) -> None:
+        try:
+            await self.publisher.resync()
+        except (RedisError, OSError) as err:
+            _LOGGER.warning("resync postponed, Redis unavailable: %s", err)
+        await self._publish_status()
+
+    async def _inbound_changed(self, _subscribed: bool) -> None:
+        await self._publish_status()
+
+    async def _publish_status(self) -> None:
+        online = self.inbound.connected.is_set() and self.outbound.connected.is_set()
+        await self.outbound.publish(
+            self.topics.status, b"online" if online else b"offline", 1, True
+        )
+        if online:
+            self.ready.set()
+
+    # -- the pipeline
+    async def _process(self) -> None:
+        backoff = Backoff(initial=0.2, cap=5)
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < BATCH_MAX and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            acked: set[int] = set()
+            ack = self._acker(acked)
+            while batch:
+                try:
+                    await self.ingest.handle(batch, ack)
+                    backoff.reset()
+                    break
+                except (RedisError, OSError) as err:
+                    # Not acknowledged, so not lost: retry the rest, marked as redelivered
+                    # so that a commit whose reply was lost is not counted twice.
+                    batch = [_as_retry(m) for m in batch if id(m) not in acked]
+                    delay = backoff.next_delay()
+                    _LOGGER.warning(
+                        "Redis unavailable (%s); holding %d messages, retrying in %.1f s",
+                        err,
+                        len(batch),
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+
+    def _acker(self, acked: set[int]) -> Callable[[Inbound], None]:
+        def ack(message: Inbound) -> None:
+            acked.add(id(message))
+            self.inbound.ack(message)
+
+        return ack
+
+    async def _sweep(self) -> None:
+        while True:
+            result = await self.store.expire_due()
+            if result.expired or result.removed_groups:
+                for alert_id in result.expired:
+                    await self.publisher.event("expired", None, id=alert_id)
+                await self.publisher.removed(result.expired, result.removed_groups)
+            for group in result.changed_groups:
+                await self.publisher.group(group)
+            if not result.expired:
+                await asyncio.sleep(SWEEP_INTERVAL)
+
+    async def _heartbeat(self) -> None:
+        """A replica's health in Redis, read by `homealert-mqtt health` (the Docker check)."""
+        key = self.keys.replica(self.settings.mqtt.client_id)
+        while True:
+            connected = self.inbound.connected.is_set() and self.outbound.connected.is_set()
+            await self.redis.hset(
+                key,
+                mapping={
+                    "mqtt": int(connected),
+                    "at": self.clock(),
+                    "pid": os.getpid(),
+                    "version": __version__,
+                },
+            )
+            await self.redis.expire(key, HEARTBEAT_TTL)
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+
+def _as_retry(message: Inbound) -> Inbound:
+    return Inbound(
+        topic=message.topic,
+        payload=message.payload,
+        qos=message.qos,
+        mid=message.mid,
+        dup=True,
+        retain=message.retain,
+        generation=message.generation,
+    )

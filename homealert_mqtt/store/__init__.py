@@ -1,0 +1,1 @@
+"""Alert state in Redis: key names, Lua scripts, and the typed store that runs them."""

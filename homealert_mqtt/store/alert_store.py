@@ -1,0 +1,262 @@
+"""The typed face of the Redis state: every read and write the service makes goes here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from homealert_mqtt.config.settings import AlertSettings
+from homealert_mqtt.models import AlertRecord, GroupRecord, Priority, Summary
+from homealert_mqtt.store.keys import Keys
+from homealert_mqtt.store.scripts import Scripts, as_str
+
+SUMMARY_NEWEST = 50
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRequest:
+    """Everything ingest.lua needs for one alert (see its header for the meaning)."""
+
+    fingerprint: str
+    base_id: str
+    status: str
+    source: str
+    type: str
+    severity: str
+    priority: str
+    message: str
+    attributes_json: str
+    timestamp_ms: int | None
+    group_key_hash: str
+    group_key_text: str
+    base_group_id: str
+    client_id: str
+    mid: int
+    dup: bool
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    outcome: str
+    alert: AlertRecord | None
+    group: GroupRecord | None
+    events: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    outcome: str  # acknowledged | resolved | unchanged | unknown | final
+    alert: AlertRecord | None
+    group: GroupRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireResult:
+    expired: tuple[str, ...]
+    changed_groups: tuple[GroupRecord, ...]
+    removed_groups: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    source: str
+    id: str
+    event: str
+    type: str
+    priority: str
+    at: int
+
+
+def group_from_lua(raw: Any) -> GroupRecord | None:
+    if not raw:
+        return None
+    gid, key, created, updated, state, highest, members, last_digest = raw
+    return GroupRecord(
+        id=as_str(gid),
+        key=as_str(key),
+        alert_ids=tuple(as_str(m) for m in members),
+        highest_priority=Priority(as_str(highest)) if highest else None,
+        state=as_str(state),
+        created_at=int(created),
+        updated_at=int(updated),
+        last_digest_at=int(last_digest) if last_digest else None,
+    )
+
+
+def alert_from_lua(raw: Any) -> AlertRecord | None:
+    if not raw:
+        return None
+    return AlertRecord.from_redis([as_str(v) for v in raw])
+
+
+class AlertStore:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        settings: AlertSettings,
+        clock: Callable[[], int],
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.clock = clock
+        self.settings = settings
+        self.scripts = Scripts.register(redis)
+        self._lua_settings = json.dumps(
+            {
+                "retention": {s.value: v * 1000 for s, v in settings.retention.items()},
+                "dedup": settings.dedup.enabled,
+                "dedup_window": settings.dedup.window * 1000,
+                "group_window": settings.grouping.window * 1000,
+                "group_max": settings.grouping.max_group_size,
+                "hist_max": settings.history_max_entries,
+                "hist_age": settings.history_max_age * 1000,
+            }
+        )
+
+    # -- writes
+    async def ingest_many(self, requests: Sequence[IngestRequest]) -> list[IngestResult]:
+        """Run ingest.lua for each request, pipelined: one round trip for the batch."""
+        if not requests:
+            return []
+        now = self.clock()
+        pipe = self.redis.pipeline(transaction=False)
+        for req in requests:
+            await self.scripts.ingest(
+                keys=[self.keys.prefix],
+                args=[
+                    now,
+                    self._lua_settings,
+                    req.fingerprint,
+                    req.base_id,
+                    req.status,
+                    req.source,
+                    req.type,
+                    req.severity,
+                    req.priority,
+                    req.message,
+                    req.attributes_json,
+                    "" if req.timestamp_ms is None else req.timestamp_ms,
+                    req.group_key_hash,
+                    req.group_key_text,
+                    req.base_group_id,
+                    req.client_id,
+                    req.mid,
+                    "1" if req.dup else "0",
+                    req.digest,
+                ],
+                client=pipe,
+            )
+        replies = await pipe.execute()
+        return [
+            IngestResult(
+                outcome=as_str(outcome),
+                alert=alert_from_lua(alert),
+                group=group_from_lua(group),
+                events=tuple(as_str(e) for e in events),
+            )
+            for outcome, alert, group, events in replies
+        ]
+
+    async def command(
+        self, action: str, alert_id: str, by: str | None, note: str | None
+    ) -> CommandResult:
+        outcome, alert, group = await self.scripts.command(
+            keys=[self.keys.prefix],
+            args=[self.clock(), self._lua_settings, action, alert_id, by or "", note or ""],
+        )
+        return CommandResult(as_str(outcome), alert_from_lua(alert), group_from_lua(group))
+
+    async def expire_due(self, limit: int = 200) -> ExpireResult:
+        expired, changed, removed = await self.scripts.expire(
+            keys=[self.keys.prefix], args=[self.clock(), self._lua_settings, limit]
+        )
+        return ExpireResult(
+            expired=tuple(as_str(i) for i in expired),
+            changed_groups=tuple(g for g in (group_from_lua(r) for r in changed) if g),
+            removed_groups=tuple(as_str(i) for i in removed),
+        )
+
+    async def pending_clears(self) -> list[str]:
+        return sorted(as_str(m) for m in await self.redis.smembers(self.keys.clear_pending))
+
+    async def clears_done(self, items: Sequence[str]) -> None:
+        if items:
+            await self.redis.srem(self.keys.clear_pending, *items)
+
+    # -- reads
+    async def summary(self) -> Summary:
+        open_, acked, escalated, by, active_by, newest = await self.scripts.summary(
+            keys=[self.keys.prefix], args=[SUMMARY_NEWEST]
+        )
+        names = [p.value for p in Priority]
+        return Summary(
+            active=int(open_) - int(acked),
+            acknowledged=int(acked),
+            escalated=int(escalated),
+            by_priority=dict(zip(names, (int(n) for n in by), strict=True)),
+            active_by_priority=dict(zip(names, (int(n) for n in active_by), strict=True)),
+            alerts=tuple(as_str(i) for i in newest),
+        )
+
+    async def get_alert(self, alert_id: str) -> AlertRecord | None:
+        raw = await self.redis.hgetall(self.keys.alert(alert_id))
+        if not raw:
+            return None
+        return AlertRecord.from_redis({as_str(k): as_str(v) for k, v in raw.items()})
+
+    async def get_alerts(self, alert_ids: Sequence[str]) -> list[AlertRecord]:
+        pipe = self.redis.pipeline(transaction=False)
+        for alert_id in alert_ids:
+            pipe.hgetall(self.keys.alert(alert_id))
+        found = []
+        for raw in await pipe.execute():
+            if raw:
+                found.append(AlertRecord.from_redis({as_str(k): as_str(v) for k, v in raw.items()}))
+        return found
+
+    async def open_ids(self, newest_first: bool = True) -> list[str]:
+        ids = await self.redis.zrange(self.keys.open, 0, -1, desc=newest_first)
+        return [as_str(i) for i in ids]
+
+    async def stored_ids(self) -> list[str]:
+        """Every stored alert, open or resolved (they share the retention index)."""
+        return [as_str(i) for i in await self.redis.zrange(self.keys.retention, 0, -1)]
+
+    async def group_ids(self) -> list[str]:
+        return [as_str(i) for i in await self.redis.zrange(self.keys.groups, 0, -1)]
+
+    async def get_group(self, group_id: str) -> GroupRecord | None:
+        # Computed in Lua so that it reads the same as the scripts that change groups.
+        return group_from_lua(
+            await self.scripts.group_state(keys=[self.keys.prefix], args=[group_id])
+        )
+
+    async def history(self, source: str | None, limit: int = 100) -> list[HistoryEntry]:
+        if source is None:
+            sources = sorted(
+                as_str(s) for s in await self.redis.smembers(self.keys.history_sources)
+            )
+        else:
+            sources = [source]
+        entries: list[HistoryEntry] = []
+        for src in sources:
+            for _, fields in await self.redis.xrevrange(self.keys.history(src), count=limit) or []:
+                f = {as_str(k): as_str(v) for k, v in (fields or {}).items()}
+                entries.append(
+                    HistoryEntry(
+                        source=src,
+                        id=f["id"],
+                        event=f["event"],
+                        type=f["type"],
+                        priority=f["priority"],
+                        at=int(f["at"]),
+                    )
+                )
+        entries.sort(key=lambda e: e.at, reverse=True)
+        return entries[:limit]

@@ -1,0 +1,81 @@
+"""Every Redis key, in one place.
+
+All keys share one hash tag (`{<key_prefix>}`), so a script that touches several of them
+stays in one Redis Cluster slot. The Lua scripts build the same names from the prefix
+passed as KEYS[1] (see lua/_lib.lua, `k()`): change a name here and there together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str  # e.g. "{homealert}"
+
+    @classmethod
+    def for_prefix(cls, key_prefix: str) -> Keys:
+        return cls("{" + key_prefix + "}")
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def alert(self, alert_id: str) -> str:
+        return self._k("alert", alert_id)  # hash: the alert's fields
+
+    def fingerprint(self, fp: str) -> str:
+        return self._k("fp", fp)  # hash: id (latest alert), occ (occurrences so far)
+
+    @property
+    def open(self) -> str:
+        return self._k("open")  # zset: open alert ids by first_seen
+
+    @property
+    def retention(self) -> str:
+        return self._k("retention")  # zset: every stored alert id by the time it expires
+
+    @property
+    def acked(self) -> str:
+        return self._k("acked")  # set: open and acknowledged
+
+    @property
+    def escalated(self) -> str:
+        return self._k("escalated")  # set: state escalated
+
+    def by_priority(self, priority: str) -> str:
+        return self._k("prio", priority)  # set: open alerts of one priority
+
+    def group(self, group_id: str) -> str:
+        return self._k("group", group_id)  # hash: key, created, updated, ...
+
+    def group_members(self, group_id: str) -> str:
+        return self._k("gmembers", group_id)  # zset: alert ids by join time
+
+    @property
+    def groups(self) -> str:
+        return self._k("groups")  # zset: group ids by creation
+
+    def group_key(self, key_hash: str) -> str:
+        return self._k("gkey", key_hash)  # hash: gid (group taking alerts), seq
+
+    @property
+    def clear_pending(self) -> str:
+        return self._k("clear")  # set: "alert:<id>" / "group:<id>" whose topics await clearing
+
+    def seen(self, client_id: str) -> str:
+        return self._k("seen", client_id)  # hash: packet id -> digest of the last message
+
+    def history(self, source: str) -> str:
+        return self._k("history", source)  # stream: per-source alert events
+
+    @property
+    def history_sources(self) -> str:
+        return self._k("history_sources")  # set: sources with history
+
+    @property
+    def timers(self) -> str:
+        return self._k("timers")  # zset: "<alert id>|<epoch>|<level>" by due time
+
+    def replica(self, client_id: str) -> str:
+        return self._k("replica", client_id)  # hash with TTL: a running replica's health

@@ -1,0 +1,8 @@
+-- group_state.lua: one group's state, as the other scripts compute it.
+--
+-- KEYS[1]  key prefix with hash tag
+-- ARGV[1]  group id
+--
+-- Returns the group state list (see group_state in _lib.lua) or false.
+
+return group_state(ARGV[1])

@@ -1,0 +1,41 @@
+"""Load the Lua scripts once (each with _lib.lua in front) and run them by EVALSHA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+
+def _source(name: str) -> str:
+    lua = resources.files("homealert_mqtt.store").joinpath("lua")
+    return (
+        lua.joinpath("_lib.lua").read_text("utf-8") + "\n" + lua.joinpath(name).read_text("utf-8")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Scripts:
+    ingest: AsyncScript
+    command: AsyncScript
+    expire: AsyncScript
+    summary: AsyncScript
+    group_state: AsyncScript
+
+    @classmethod
+    def register(cls, redis: Redis) -> Scripts:
+        # register_script keeps the SHA and falls back to SCRIPT LOAD once after a Redis
+        # restart (NOSCRIPT), so every call is an EVALSHA.
+        return cls(
+            **{
+                name: redis.register_script(_source(f"{name}.lua"))
+                for name in ("ingest", "command", "expire", "summary", "group_state")
+            }
+        )
+
+
+def as_str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
