@@ -1,0 +1,198 @@
+"""Keeps Home Assistant's view of the service in step with the alerts.
+
+`DiscoveryBridge` decides *when* to publish the messages `discovery.py` builds; the
+MQTT client stays outside (a `publish` callable is passed in), so the bridge is cheap
+to test and has no connection state of its own.
+
+What the service calls, and when:
+
+1. after connecting: subscribe to `<prefix>/+/<node_id>/+/config` for a short window
+   and feed each retained message to `on_retained_config()`; subscribe to
+   `<prefix>/status` and pass its payloads to `on_ha_status()`;
+2. `announce_service()`, then `alert_changed(state)` for every alert whose retained
+   state it publishes, then `clear_stale(ids of those alerts)`;
+3. on every alert state published: `alert_changed(state)` (a dict look-up when the
+   alert is already known); on every lifecycle event: `on_event(name, state)`;
+4. when an alert's retained state is cleared (end of retention):
+   `alert_removed(alert_id)`, best before clearing the state topic, so that HA does not
+   read an empty payload on a topic its entity still watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from .discovery import (
+    DiscoveryMessage,
+    DiscoverySettings,
+    alert_config_topics,
+    alert_messages,
+    ha_event_payload,
+    parse_config_topic,
+    remove_alert,
+    service_config_topic,
+    service_messages,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+# publish(topic, payload, qos, retain)
+Publish = Callable[[str, bytes, int, bool], Awaitable[None]]
+
+CONFIG_QOS: Final = 1
+EVENT_QOS: Final = 1
+
+
+class DiscoveryBridge:
+    """Publishes discovery configs once per alert, re-sends them when HA restarts."""
+
+    def __init__(
+        self,
+        publish: Publish,
+        settings: DiscoverySettings,
+        *,
+        enabled: bool = True,
+    ) -> None:
+        self._publish = publish
+        self.settings = settings
+        self.enabled = enabled
+        # alert id -> its config messages, kept to re-send on HA's birth message
+        self._alerts: dict[str, list[DiscoveryMessage]] = {}
+        self._service_announced = False
+        # Config topics of ours found retained on the broker at start.
+        self._retained: set[str] = set()
+        # None until HA's status topic says something: its birth message is not
+        # retained by default, so a service started after HA never sees one.
+        self._ha_status: str | None = None
+        # Every config publish goes through this lock: a re-send after HA's birth must
+        # not re-create an alert that `alert_removed` is clearing at the same moment.
+        self._lock = asyncio.Lock()
+
+    @property
+    def known_alerts(self) -> frozenset[str]:
+        return frozenset(self._alerts)
+
+    @property
+    def status_topic(self) -> str:
+        """HA's birth/last-will topic, to subscribe to."""
+        return f"{self.settings.prefix}/status"
+
+    @property
+    def retained_config_filter(self) -> str:
+        """Subscription filter for our retained configs (start-up window)."""
+        return f"{self.settings.prefix}/+/{self.settings.node_id}/+/config"
+
+    async def announce_service(self) -> None:
+        if not self.enabled:
+            return
+        async with self._lock:
+            await self._send(service_messages(self.settings))
+            self._service_announced = True
+
+    async def alert_changed(self, state: Mapping[str, Any]) -> None:
+        """Publish an alert's configs the first time it is seen; no-op afterwards.
+
+        Every alert whose state is published gets entities, resolved ones too: they
+        go away with the retained state (`alert_removed`), as the contract says.
+        """
+        if not self.enabled:
+            return
+        alert_id = str(state["id"])
+        if alert_id in self._alerts:
+            return
+        messages = alert_messages(self.settings, state)
+        async with self._lock:
+            if alert_id in self._alerts:  # announced while we waited for the lock
+                return
+            self._alerts[alert_id] = messages
+            await self._send(messages)
+
+    async def alert_removed(self, alert_id: str) -> None:
+        """Empty the alert's retained configs: HA deletes its entities."""
+        if not self.enabled:
+            return
+        async with self._lock:
+            self._alerts.pop(alert_id, None)
+            await self._send(remove_alert(self.settings, alert_id))
+
+    async def on_ha_status(self, payload: bytes) -> None:
+        """HA's birth (`online`) or last will (`offline`) on `<prefix>/status`.
+
+        On `online` every config is sent again: HA may have lost its discovered
+        entities (a broker without persistence, or a user who deleted retained
+        topics), and re-sending identical configs is harmless.
+        """
+        status = payload.decode("utf-8", "replace").strip()
+        self._ha_status = status
+        if status != "online" or not self.enabled:
+            return
+        async with self._lock:
+            _LOGGER.info(
+                "Home Assistant is online: re-sending discovery for the service and %d alerts",
+                len(self._alerts),
+            )
+            await self._send(service_messages(self.settings))
+            self._service_announced = True
+            for messages in list(self._alerts.values()):
+                await self._send(messages)
+
+    async def on_event(self, event_name: str, alert_state: Mapping[str, Any]) -> None:
+        """Forward a lifecycle event to HA's event entity (not retained).
+
+        Published unless HA's last word was `offline`. Waiting for a birth message
+        instead would drop every event of a service started after HA (the birth is
+        not retained by default); an event nobody is subscribed to is simply
+        discarded by the broker, so publishing early costs nothing.
+        """
+        if not self.enabled or self._ha_status == "offline":
+            return
+        payload = ha_event_payload(event_name, alert_state)
+        if payload is None:
+            return
+        await self._publish(self.settings.event_topic, payload, EVENT_QOS, False)
+
+    def on_retained_config(self, topic: str, payload: bytes) -> None:
+        """Record one of our configs found on the broker (start-up window)."""
+        parsed = parse_config_topic(topic)
+        if parsed is None:
+            return
+        component, node_id, object_id = parsed
+        # Exactly our prefix and node: the prefix may itself contain slashes.
+        if topic != f"{self.settings.prefix}/{component}/{node_id}/{object_id}/config":
+            return
+        if node_id != self.settings.node_id:
+            return
+        if payload:
+            self._retained.add(topic)
+        else:
+            self._retained.discard(topic)
+
+    async def clear_stale(self, alert_ids: set[str]) -> None:
+        """Clear every recorded config that should no longer exist.
+
+        `alert_ids`: the alerts whose state is still published. Anything else of
+        ours (configs of alerts gone while the service was down, entities an older
+        version published) gets an empty retained payload, as Zigbee2MQTT does. With
+        discovery disabled nothing is expected, so turning it off removes the
+        entities from HA at the next start.
+        """
+        expected: set[str] = set()
+        if self.enabled:
+            prefix, node_id = self.settings.prefix, self.settings.node_id
+            expected.add(service_config_topic(prefix, node_id))
+            for alert_id in alert_ids | set(self._alerts):
+                expected.update(alert_config_topics(prefix, node_id, alert_id))
+        stale = sorted(self._retained - expected)
+        self._retained.clear()
+        if not stale:
+            return
+        _LOGGER.info("Clearing %d stale Home Assistant discovery configs", len(stale))
+        async with self._lock:
+            await self._send([DiscoveryMessage(topic, None) for topic in stale])
+
+    async def _send(self, messages: list[DiscoveryMessage]) -> None:
+        for message in messages:
+            await self._publish(message.topic, message.encode(), CONFIG_QOS, message.retain)

@@ -1,0 +1,358 @@
+"""Home Assistant MQTT discovery messages, built as plain data.
+
+Pure functions: they return `DiscoveryMessage`s (topic + JSON-able payload) and never
+touch MQTT, so the tests can check every key against HA's documented schema.
+
+Layout of what is published (prefix `homeassistant`, node id from the base topic):
+
+- `<prefix>/device/<node_id>/service/config`: one *device-based* discovery message
+  (HA >= 2024.11) for the "HomeAlert" device with its components: sensors "Open
+  alerts", "Active alerts", "Highest priority", binary_sensor "Problem", button
+  "Acknowledge all" and event "Alert event". One retained message keeps the device
+  and its entities consistent.
+- `<prefix>/binary_sensor/<node_id>/alert_<id>/config` and
+  `<prefix>/button/<node_id>/alert_<id>/config`: one *single-component* message per
+  entity of one alert, attached to the same device. Per alert, not inside the device
+  message, so that adding or removing an alert never rewrites the service's config.
+
+Supported Home Assistant versions: 2024.11 or later (device-based discovery; older
+versions ignore the device message, so only the per-alert entities would appear).
+Checked against HA 2025.4's schemas. `object_id` and `default_entity_id` are both
+sent: HA before 2025.10 reads the former and drops the latter as unknown; later
+versions prefer the latter and do not warn when both are present.
+
+Facts from HA's code and docs that shape the payloads (source/_integrations/
+mqtt.markdown, HA core homeassistant/components/mqtt/{discovery,schemas}.py):
+every entity has a `unique_id` (without it the device block is ignored); the
+`origin` block needs `name`, or the whole message is dropped; entity names do not
+repeat the device name (entities have `has_entity_name`); unknown keys are dropped
+silently, hence the key tables in the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+ORIGIN_NAME: Final = "homealert-mqtt"
+DEVICE_NAME: Final = "HomeAlert"
+COMMAND_PAYLOAD: Final = '{"by": "home_assistant"}'
+
+# Lifecycle events forwarded to the HA event entity (`<base>/ha/event`); the others
+# (deduplicated, notified, ...) are too chatty to be useful in HA's logbook.
+HA_EVENT_TYPES: Final = ("created", "escalated", "acknowledged", "resolved")
+
+# Alert states in which the per-alert problem sensor is ON: open and not yet
+# acknowledged. The entity exists only while the alert's state is published, so "ON
+# while open" would be ON for almost its whole life; "needs someone" is the signal an
+# automation wants (flash a light until somebody acks).
+NEEDS_ATTENTION_STATES: Final = ("new", "active", "escalated")
+
+# HA's own topic pattern for discovery ids (homeassistant/components/mqtt/discovery.py)
+_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]+")
+_CONFIG_TOPIC = re.compile(
+    r"^(?P<prefix>.+)/(?P<component>\w+)/(?P<node_id>[a-zA-Z0-9_-]+)/"
+    r"(?P<object_id>[a-zA-Z0-9_-]+)/config$"
+)
+
+SERVICE_OBJECT_ID: Final = "service"
+ALERT_OBJECT_PREFIX: Final = "alert_"
+ALERT_COMPONENTS: Final = ("binary_sensor", "button")
+
+
+@dataclass(frozen=True)
+class DiscoveryMessage:
+    """One retained config (or its removal when `payload` is None)."""
+
+    topic: str
+    payload: dict[str, Any] | None
+    retain: bool = True
+
+    def encode(self) -> bytes:
+        """The wire payload: compact JSON, or empty for a removal."""
+        if self.payload is None:
+            return b""
+        return json.dumps(self.payload, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class DiscoverySettings:
+    """What the builders need from the configuration."""
+
+    base_topic: str = "homealert"
+    prefix: str = "homeassistant"
+    sw_version: str = "0.0.0"
+    # Shown as "Visit" on the device page; e.g. the HTTP health endpoint. Optional.
+    configuration_url: str | None = None
+    support_url: str | None = None
+
+    @property
+    def node_id(self) -> str:
+        return node_id_for(self.base_topic)
+
+    @property
+    def device_name(self) -> str:
+        # Two installations with different base topics get two devices; only a
+        # non-default base shows in the name.
+        if self.base_topic == "homealert":
+            return DEVICE_NAME
+        return f"{DEVICE_NAME} {self.base_topic}"
+
+    @property
+    def event_topic(self) -> str:
+        return f"{self.base_topic}/ha/event"
+
+
+def node_id_for(base_topic: str) -> str:
+    """Node id for the discovery topics, from the base topic.
+
+    From the base topic rather than the client id: replicas sharing one base topic
+    (shared subscriptions) have different client ids but are one device in HA.
+    """
+    node = _ID_CHARS.sub("_", base_topic).strip("_")
+    return node or "homealert"
+
+
+def parse_config_topic(topic: str) -> tuple[str, str, str] | None:
+    """Split `<prefix>/<component>/<node_id>/<object_id>/config`.
+
+    Returns (component, node_id, object_id), or None for anything else (including
+    the node-less form, which this service never publishes).
+    """
+    match = _CONFIG_TOPIC.match(topic)
+    if match is None:
+        return None
+    return match["component"], match["node_id"], match["object_id"]
+
+
+def alert_object_id(alert_id: str) -> str:
+    return f"{ALERT_OBJECT_PREFIX}{alert_id}"
+
+
+def alert_config_topics(prefix: str, node_id: str, alert_id: str) -> list[str]:
+    """The config topics of one alert's entities (binary_sensor, then button)."""
+    object_id = alert_object_id(alert_id)
+    return [f"{prefix}/{component}/{node_id}/{object_id}/config" for component in ALERT_COMPONENTS]
+
+
+def service_config_topic(prefix: str, node_id: str) -> str:
+    return f"{prefix}/device/{node_id}/{SERVICE_OBJECT_ID}/config"
+
+
+def ha_event_payload(event_name: str, alert_state: Mapping[str, Any]) -> bytes | None:
+    """Payload for the HA event entity, or None for events HA does not get.
+
+    `event_type` is what HA requires; the other keys become the event's attributes.
+    """
+    if event_name not in HA_EVENT_TYPES:
+        return None
+    payload = {
+        "event_type": event_name,
+        "id": alert_state.get("id"),
+        "priority": alert_state.get("priority"),
+        "source": alert_state.get("source"),
+        "type": alert_state.get("type"),
+        "message": alert_state.get("message"),
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+# -- blocks shared by every message ---------------------------------------------------
+
+
+def _device(settings: DiscoverySettings) -> dict[str, Any]:
+    # The full block in every message: HA wants the name in each entity's device
+    # block, and retained configs arrive in no particular order after a restart.
+    device: dict[str, Any] = {
+        "identifiers": [f"homealert_{settings.node_id}"],
+        "name": settings.device_name,
+        "manufacturer": ORIGIN_NAME,
+        "model": "MQTT alert manager",
+        "sw_version": settings.sw_version,
+    }
+    if settings.configuration_url:
+        device["configuration_url"] = settings.configuration_url
+    return device
+
+
+def _origin(settings: DiscoverySettings) -> dict[str, Any]:
+    origin: dict[str, Any] = {"name": ORIGIN_NAME, "sw_version": settings.sw_version}
+    if settings.support_url:
+        origin["support_url"] = settings.support_url
+    return origin
+
+
+def _availability(settings: DiscoverySettings) -> list[dict[str, Any]]:
+    return [
+        {
+            "topic": f"{settings.base_topic}/status",
+            "payload_available": "online",
+            "payload_not_available": "offline",
+        }
+    ]
+
+
+def _ids(settings: DiscoverySettings, component: str, key: str) -> dict[str, str]:
+    """unique_id plus the entity id hints (old `object_id`, new `default_entity_id`)."""
+    object_id = f"{settings.node_id}_{key}"
+    return {
+        "unique_id": f"homealert_{settings.node_id}_{key}",
+        "object_id": object_id,
+        "default_entity_id": f"{component}.{object_id}",
+    }
+
+
+# -- the service device ---------------------------------------------------------------
+
+
+def _service_components(settings: DiscoverySettings) -> dict[str, dict[str, Any]]:
+    base = settings.base_topic
+    summary = f"{base}/summary"
+    return {
+        "open_alerts": {
+            "platform": "sensor",
+            "name": "Open alerts",
+            **_ids(settings, "sensor", "open_alerts"),
+            "state_topic": summary,
+            # open = active (not acknowledged) + acknowledged, per the summary contract
+            "value_template": (
+                "{{ (value_json.active | int(0)) + (value_json.acknowledged | int(0)) }}"
+            ),
+            "json_attributes_topic": summary,
+            "state_class": "measurement",
+            "unit_of_measurement": "alerts",
+            "icon": "mdi:bell-alert",
+        },
+        "active_alerts": {
+            "platform": "sensor",
+            "name": "Active alerts",
+            **_ids(settings, "sensor", "active_alerts"),
+            "state_topic": summary,
+            "value_template": "{{ value_json.active | int(0) }}",
+            "state_class": "measurement",
+            "unit_of_measurement": "alerts",
+            "icon": "mdi:bell-ring",
+        },
+        "highest_priority": {
+            "platform": "sensor",
+            "name": "Highest priority",
+            **_ids(settings, "sensor", "highest_priority"),
+            "state_topic": summary,
+            "value_template": "{{ value_json.highest_priority or 'none' }}",
+            # An enum sensor: HA knows every possible state (automations, history).
+            "device_class": "enum",
+            "options": ["P1", "P2", "P3", "P4", "P5", "none"],
+            "icon": "mdi:alert-decagram",
+        },
+        "problem": {
+            "platform": "binary_sensor",
+            "name": "Problem",
+            **_ids(settings, "binary_sensor", "problem"),
+            "state_topic": summary,
+            "value_template": (
+                "{% set p = value_json.by_priority | default({}) %}"
+                "{{ 'ON' if (p.P1 | default(0) | int(0)) + (p.P2 | default(0) | int(0)) > 0"
+                " else 'OFF' }}"
+            ),
+            "device_class": "problem",
+        },
+        "ack_all": {
+            "platform": "button",
+            "name": "Acknowledge all",
+            **_ids(settings, "button", "ack_all"),
+            "command_topic": f"{base}/ack_all",
+            "payload_press": COMMAND_PAYLOAD,
+            "qos": 1,
+            "icon": "mdi:check-all",
+        },
+        "alert_event": {
+            "platform": "event",
+            "name": "Alert event",
+            **_ids(settings, "event", "alert_event"),
+            "state_topic": settings.event_topic,
+            "event_types": list(HA_EVENT_TYPES),
+            "icon": "mdi:bell-badge",
+        },
+    }
+
+
+def service_messages(settings: DiscoverySettings) -> list[DiscoveryMessage]:
+    """The device-based discovery message of the service device."""
+    payload: dict[str, Any] = {
+        "device": _device(settings),
+        "origin": _origin(settings),
+        "availability": _availability(settings),
+        "components": _service_components(settings),
+    }
+    return [DiscoveryMessage(service_config_topic(settings.prefix, settings.node_id), payload)]
+
+
+def service_removal(settings: DiscoverySettings) -> list[DiscoveryMessage]:
+    return [DiscoveryMessage(service_config_topic(settings.prefix, settings.node_id), None)]
+
+
+# -- one alert ------------------------------------------------------------------------
+
+# `state` is on HA's list of attribute names it drops, so the alert's state is copied
+# to `alert_state`; an empty payload (the alert being removed) gives no attributes.
+_ALERT_ATTRIBUTES_TEMPLATE: Final = (
+    "{% if value_json is defined %}"
+    "{{ dict(value_json, alert_state=value_json.state) | tojson }}"
+    "{% else %}{}{% endif %}"
+)
+# Empty output for an empty payload: HA ignores it instead of logging a bad value.
+_ATTENTION_LIST = json.dumps(list(NEEDS_ATTENTION_STATES))
+_ALERT_STATE_TEMPLATE: Final = (
+    "{% if value_json is defined %}"
+    f"{{{{ 'ON' if value_json.state in {_ATTENTION_LIST} else 'OFF' }}}}"
+    "{% endif %}"
+)
+
+
+def alert_messages(settings: DiscoverySettings, alert: Mapping[str, Any]) -> list[DiscoveryMessage]:
+    """Configs for one alert's problem binary_sensor and "Acknowledge" button.
+
+    `alert` is the alert state as published on `<base>/alert/<id>`; only `id`,
+    `source` and `type` are read (names are fixed when the entity is created).
+    """
+    alert_id = str(alert["id"])
+    label = f"{alert.get('source', '?')} {alert.get('type', '?')}"
+    state_topic = f"{settings.base_topic}/alert/{alert_id}"
+    key = alert_object_id(alert_id)
+    sensor_topic, button_topic = alert_config_topics(settings.prefix, settings.node_id, alert_id)
+    common = {
+        "device": _device(settings),
+        "origin": _origin(settings),
+        "availability": _availability(settings),
+    }
+    sensor = {
+        "name": f"Alert {label}",
+        **_ids(settings, "binary_sensor", key),
+        "state_topic": state_topic,
+        "value_template": _ALERT_STATE_TEMPLATE,
+        "json_attributes_topic": state_topic,
+        "json_attributes_template": _ALERT_ATTRIBUTES_TEMPLATE,
+        "device_class": "problem",
+        **common,
+    }
+    button = {
+        "name": f"Acknowledge {label}",
+        **_ids(settings, "button", f"{key}_ack"),
+        "command_topic": f"{state_topic}/ack",
+        "payload_press": COMMAND_PAYLOAD,
+        "qos": 1,
+        "icon": "mdi:check",
+        **common,
+    }
+    return [DiscoveryMessage(sensor_topic, sensor), DiscoveryMessage(button_topic, button)]
+
+
+def remove_alert(settings: DiscoverySettings, alert_id: str) -> list[DiscoveryMessage]:
+    """Empty retained payloads on both config topics: HA deletes the entities."""
+    return [
+        DiscoveryMessage(topic, None)
+        for topic in alert_config_topics(settings.prefix, settings.node_id, alert_id)
+    ]
