@@ -12,6 +12,7 @@ import os
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
+from paho.mqtt.client import topic_matches_sub
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -22,7 +23,7 @@ from homealert_mqtt.mqtt.backoff import Backoff
 from homealert_mqtt.mqtt.link import Inbound, InboundLink, OutboundLink, Resolver, static_resolver
 from homealert_mqtt.pipeline.commands import CommandHandler
 from homealert_mqtt.pipeline.ingest import Ingest
-from homealert_mqtt.pipeline.publish import StatePublisher
+from homealert_mqtt.pipeline.publish import StateListener, StatePublisher
 from homealert_mqtt.pipeline.validate import Limits
 from homealert_mqtt.redis_client import make_redis, wait_for_redis
 from homealert_mqtt.store.alert_store import AlertStore
@@ -73,9 +74,39 @@ class Service:
             publisher=self.publisher,
             commands=self.commands,
             client_id=settings.mqtt.client_id,
+            other_topics=self._dispatch_extra,
         )
         self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
+        self._subscriptions: list[tuple[str, Callable[[Inbound], Awaitable[None]]]] = []
         self.ready = asyncio.Event()
+        self.redis_ok = False
+
+    # -- seams for optional parts (Home Assistant, escalation, metrics): call before run()
+    def add_subscription(
+        self, topic_filter: str, handler: Callable[[Inbound], Awaitable[None]]
+    ) -> None:
+        """Also subscribe to `topic_filter` (QoS 1, on the persistent session); matching
+        messages go to `handler` in arrival order, then are acknowledged."""
+        self._subscriptions.append((topic_filter, handler))
+        self.inbound.add_filter(topic_filter)
+
+    def add_task(self, factory: Callable[[], Awaitable[None]]) -> None:
+        """Run `factory()` beside the pipeline, restarted with backoff if it fails."""
+        self.extra_tasks.append(factory)
+
+    def add_listener(self, listener: StateListener) -> None:
+        self.publisher.listeners.append(listener)
+
+    @property
+    def mqtt_connected(self) -> bool:
+        return self.inbound.connected.is_set() and self.outbound.connected.is_set()
+
+    async def _dispatch_extra(self, message: Inbound) -> bool:
+        for topic_filter, handler in self._subscriptions:
+            if topic_matches_sub(topic_filter, message.topic):
+                await handler(message)
+                return True
+        return False
 
     async def run(self) -> None:
         _LOGGER.info(
@@ -111,6 +142,7 @@ class Service:
                 await factory()
                 return
             except (RedisError, OSError) as err:
+                self.redis_ok = False
                 delay = backoff.next_delay()
                 _LOGGER.warning("%s: Redis unavailable (%s); retrying in %.1f s", name, err, delay)
             except Exception:
@@ -187,7 +219,7 @@ class Service:
         """A replica's health in Redis, read by `homealert-mqtt health` (the Docker check)."""
         key = self.keys.replica(self.settings.mqtt.client_id)
         while True:
-            connected = self.inbound.connected.is_set() and self.outbound.connected.is_set()
+            connected = self.mqtt_connected
             await self.redis.hset(
                 key,
                 mapping={
@@ -198,6 +230,7 @@ class Service:
                 },
             )
             await self.redis.expire(key, HEARTBEAT_TTL)
+            self.redis_ok = True
             await asyncio.sleep(HEARTBEAT_INTERVAL)
 
 

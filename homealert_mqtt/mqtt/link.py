@@ -61,18 +61,21 @@ class InboundLink:
         self,
         settings: MqttSettings,
         resolve: Resolver,
-        filters: list[str],
+        filters: list[str],  # copied: add_filter() extends our own list
         queue: asyncio.Queue[Inbound],
         on_subscribed: Callable[[bool], Awaitable[None]],
     ) -> None:
         self._settings = settings
         self._resolve = resolve
-        self._filters = filters
+        self._filters = list(filters)
         self._queue = queue
         self._on_subscribed = on_subscribed
         self._client: aiomqtt.Client | None = None
         self.generation = 0
         self.connected = asyncio.Event()
+
+    def add_filter(self, topic_filter: str) -> None:
+        self._filters.append(topic_filter)
 
     def ack(self, message: Inbound) -> None:
         """PUBACK a message, unless its connection is gone (the broker will resend it)."""

@@ -14,7 +14,8 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from homealert_mqtt.config.settings import AlertSettings
@@ -49,6 +50,7 @@ class Ingest:
         commands: CommandHandler,
         client_id: str,
         on_created: Callable[[], None] = lambda: None,
+        other_topics: Callable[[Inbound], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
         self.limits = limits
@@ -58,6 +60,8 @@ class Ingest:
         self.commands = commands
         self.client_id = client_id
         self.on_created = on_created
+        self.other_topics = other_topics
+        self.batch_observers: list[Callable[[int, float], None]] = []
 
     async def handle(self, batch: Sequence[Inbound], ack: Callable[[Inbound], None]) -> None:
         """Process a batch in arrival order: runs of alerts pipelined, commands one by one.
@@ -79,6 +83,8 @@ class Ingest:
             command = self.topics.parse_command(message.topic)
             if command is not None:
                 await self.commands.handle(command, message.topic, message.payload)
+            elif self.other_topics is not None:
+                await self.other_topics(message)
             ack(message)
         if run:
             await self._store_and_publish(run, ack)
@@ -127,6 +133,7 @@ class Ingest:
         return Prepared(message, request)
 
     async def _store_and_publish(self, run: list[Prepared], ack: Callable[[Inbound], None]) -> None:
+        started = time.perf_counter()
         results = await self.store.ingest_many([p.request for p in run])
         # Committed: from here on a crash loses nothing (the broker's redelivery is
         # recognised, and a restart republishes every retained topic).
@@ -138,6 +145,9 @@ class Ingest:
             created = created or result.outcome in ("created", "reopened")
             publishes.append(self._publish_result(prepared, result))
         await asyncio.gather(*publishes)
+        elapsed = time.perf_counter() - started
+        for observe in self.batch_observers:
+            observe(len(run), elapsed)
         if created:
             self.on_created()
 

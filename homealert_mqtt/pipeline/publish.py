@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from homealert_mqtt.models import AlertRecord, GroupRecord, iso
 from homealert_mqtt.store.alert_store import AlertStore
@@ -23,12 +23,24 @@ ERROR_PAYLOAD_BYTES = 256
 SUMMARY_DEBOUNCE = 0.2  # seconds: a burst of alerts makes one summary, not thousands
 
 
-class StateListener(Protocol):
-    """Told about every published change (Home Assistant discovery, metrics, ...)."""
+class StateListener:
+    """Told about every published change (Home Assistant discovery, metrics, ...).
 
-    async def alert_changed(self, alert: AlertRecord, events: Sequence[str]) -> None: ...
+    Subclass and override what you need; every hook is a no-op here. A listener must be
+    quick: it runs on the pipeline's path.
+    """
 
-    async def alert_removed(self, alert_id: str) -> None: ...
+    async def alert_changed(self, alert: AlertRecord, events: Sequence[str]) -> None:
+        """After the alert's retained state was published (events may be empty)."""
+
+    async def alert_removed(self, alert_id: str) -> None:
+        """After the alert's retained state was cleared (its retention ended)."""
+
+    async def rejected(self, reason: str) -> None:
+        """After an input was rejected."""
+
+    async def resynced(self, alert_ids: Sequence[str]) -> None:
+        """After every retained topic was republished from Redis (on each connect)."""
 
 
 def dumps(data: Any) -> bytes:
@@ -86,6 +98,8 @@ class StatePublisher:
             False,
         )
         await self.event("rejected", None, topic=topic, error=reason)
+        for listener in self.listeners:
+            await listener.rejected(reason)
 
     async def removed(self, alert_ids: Sequence[str], group_ids: Sequence[str]) -> None:
         """Clear retained topics of removed alerts and groups, then forget the clear marks."""
@@ -135,4 +149,6 @@ class StatePublisher:
             [p.split(":", 1)[1] for p in pending if p.startswith("group:")],
         )
         await self.summary()
+        for listener in self.listeners:
+            await listener.resynced(ids)
         _LOGGER.info("published the state of %d alerts", len(ids))
