@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from homealert_mqtt.config.settings import Settings
+from homealert_mqtt.escalation.setup import add_escalation
 from homealert_mqtt.service import Service
 
 
 def build_service(settings: Settings, **kwargs: Any) -> Service:
-    return Service(settings, **kwargs)
+    service = Service(settings, **kwargs)
+    add_escalation(service)
+    return service

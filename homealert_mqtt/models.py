@@ -138,6 +138,8 @@ class AlertRecord:
     epoch: int
     updated_at: int
     timestamp: int | None = None
+    opened_at: int | None = None  # creation, or the last re-open: escalation delays count from it
+    last_notified_at: int | None = None
 
     @classmethod
     def from_redis(cls, flat: list[Any] | dict[str, Any]) -> AlertRecord:
@@ -175,6 +177,8 @@ class AlertRecord:
             epoch=int(raw.get("epoch", 1)),
             updated_at=int(raw.get("updated_at", raw["last_seen"])),
             timestamp=opt_int("timestamp"),
+            opened_at=opt_int("opened_at"),
+            last_notified_at=opt_int("last_notified_at"),
         )
 
     def to_public(self) -> dict[str, Any]:
@@ -201,6 +205,7 @@ class AlertRecord:
             "resolved_at": iso(self.resolved_at),
             "resolved_by": self.resolved_by,
             "updated_at": iso(self.updated_at),
+            "last_notified_at": iso(self.last_notified_at),
         }
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from typing import Any
 
 from paho.mqtt.client import topic_matches_sub
 from redis.asyncio import Redis
@@ -80,6 +81,7 @@ class Service:
         self._subscriptions: list[tuple[str, Callable[[Inbound], Awaitable[None]]]] = []
         self.ready = asyncio.Event()
         self.redis_ok = False
+        self.escalation: Any = None  # the EscalationEngine, once escalation/setup.py added it
 
     # -- seams for optional parts (Home Assistant, escalation, metrics): call before run()
     def add_subscription(
@@ -119,21 +121,45 @@ class Service:
         await wait_for_redis(self.redis, self.settings.redis)
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self.outbound.run(), name="mqtt-out")
-                tasks.create_task(self.inbound.run(), name="mqtt-in")
-                tasks.create_task(self._supervise("pipeline", self._process), name="pipeline")
-                tasks.create_task(self._supervise("retention", self._sweep), name="retention")
-                tasks.create_task(
-                    self._supervise("summary", self.publisher.run_summary), name="summary"
-                )
-                tasks.create_task(self._supervise("heartbeat", self._heartbeat), name="heartbeat")
+                children = [
+                    tasks.create_task(self.outbound.run(), name="mqtt-out"),
+                    tasks.create_task(self.inbound.run(), name="mqtt-in"),
+                    tasks.create_task(self._supervise("pipeline", self._process), name="pipeline"),
+                    tasks.create_task(self._supervise("retention", self._sweep), name="retention"),
+                    tasks.create_task(
+                        self._supervise("summary", self.publisher.run_summary), name="summary"
+                    ),
+                    tasks.create_task(
+                        self._supervise("heartbeat", self._heartbeat), name="heartbeat"
+                    ),
+                ]
                 for factory in self.extra_tasks:
-                    tasks.create_task(self._supervise(factory.__qualname__, factory))
+                    children.append(
+                        tasks.create_task(self._supervise(factory.__qualname__, factory))
+                    )
+                await self._until_cancelled(children)
+        finally:
+            with suppress(Exception):
+                await self.redis.aclose()
+
+    async def _until_cancelled(self, children: list[asyncio.Task[None]]) -> None:
+        """Wait until the service is stopped; then say `offline` (while still connected)
+        and stop the children.
+
+        Each child is cancelled until it is done, not once: Python 3.11's
+        asyncio.wait_for, which redis-py and aiomqtt use, returns normally when a
+        cancellation lands just as its inner call completes, and a child that swallowed
+        the TaskGroup's one cancel would keep the service from ever stopping.
+        """
+        try:
+            await asyncio.Event().wait()
         finally:
             with suppress(Exception):
                 await asyncio.wait_for(self.outbound.close(), 5)
-            with suppress(Exception):
-                await self.redis.aclose()
+            while pending := [child for child in children if not child.done()]:
+                for child in pending:
+                    child.cancel()
+                await asyncio.wait(pending, timeout=0.5)
 
     async def _supervise(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
         backoff = Backoff(initial=1, cap=30)

@@ -105,6 +105,8 @@ class Running:
 
     async def stop(self) -> None:
         self.task.cancel()
+        done, _ = await asyncio.wait({self.task}, timeout=10)
+        assert done, "the service did not stop within 10 s of being cancelled"
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,7 +102,7 @@ class InboundLink:
             generation = self.generation
             paho_client.on_message = self._receiver(generation)
             try:
-                async with client:
+                async with _connected(client):
                     self._client = client
                     await self._subscribe(client)
                     backoff.reset()
@@ -206,7 +206,7 @@ class OutboundLink:
             kwargs["max_inflight_messages"] = OUTBOUND_INFLIGHT
             client = aiomqtt.Client(**kwargs)
             try:
-                async with client:
+                async with _connected(client):
                     self._client = client
                     self.connected.set()
                     backoff.reset()
@@ -223,10 +223,12 @@ class OutboundLink:
                 )
                 self._client = None
                 self.connected.clear()
+                _release_pending_publishes(client)
                 await asyncio.sleep(delay)
             finally:
                 self._client = None
                 self.connected.clear()
+                _release_pending_publishes(client)
 
     async def close(self) -> None:
         """A clean shutdown says `offline` itself (the will only fires on a lost connection)."""
@@ -234,6 +236,29 @@ class OutboundLink:
         if client is not None:
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.publish(self._status_topic, b"offline", qos=1, retain=True, timeout=5)
+
+
+DISCONNECT_TIMEOUT = 3.0
+
+
+def _release_pending_publishes(client: aiomqtt.Client) -> None:
+    """Wake publishers still waiting for a PUBACK from a connection that is gone: their
+    state is republished by the resync on reconnect, and the pipeline must not wait out
+    aiomqtt's publish timeout during a broker outage."""
+    for confirmation in list(client._pending_publishes.values()):  # noqa: SLF001
+        confirmation.set()
+
+
+@contextlib.asynccontextmanager
+async def _connected(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
+    """`async with client`, but a disconnect that hangs (a dead socket on shutdown)
+    is given up after DISCONNECT_TIMEOUT instead of blocking the service's exit."""
+    await client.__aenter__()
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await asyncio.wait_for(client.__aexit__(None, None, None), DISCONNECT_TIMEOUT)
 
 
 async def _wait_disconnected(client: aiomqtt.Client) -> None:

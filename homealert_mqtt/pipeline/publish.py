@@ -83,6 +83,8 @@ class StatePublisher:
                 source=alert.source,
                 type=alert.type,
                 group_id=alert.group_id,
+                message=alert.message,
+                escalation_level=alert.escalation_level,
             )
         body.update(extra)
         await self._publish(self.topics.event, dumps(body), 1, False)

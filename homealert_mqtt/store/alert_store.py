@@ -107,7 +107,7 @@ class AlertStore:
         self.clock = clock
         self.settings = settings
         self.scripts = Scripts.register(redis)
-        self._lua_settings = json.dumps(
+        self.lua_settings = json.dumps(
             {
                 "retention": {s.value: v * 1000 for s, v in settings.retention.items()},
                 "dedup": settings.dedup.enabled,
@@ -131,7 +131,7 @@ class AlertStore:
                 keys=[self.keys.prefix],
                 args=[
                     now,
-                    self._lua_settings,
+                    self.lua_settings,
                     req.fingerprint,
                     req.base_id,
                     req.status,
@@ -168,13 +168,13 @@ class AlertStore:
     ) -> CommandResult:
         outcome, alert, group = await self.scripts.command(
             keys=[self.keys.prefix],
-            args=[self.clock(), self._lua_settings, action, alert_id, by or "", note or ""],
+            args=[self.clock(), self.lua_settings, action, alert_id, by or "", note or ""],
         )
         return CommandResult(as_str(outcome), alert_from_lua(alert), group_from_lua(group))
 
     async def expire_due(self, limit: int = 200) -> ExpireResult:
         expired, changed, removed = await self.scripts.expire(
-            keys=[self.keys.prefix], args=[self.clock(), self._lua_settings, limit]
+            keys=[self.keys.prefix], args=[self.clock(), self.lua_settings, limit]
         )
         return ExpireResult(
             expired=tuple(as_str(i) for i in expired),

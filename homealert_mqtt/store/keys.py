@@ -77,5 +77,39 @@ class Keys:
     def timers(self) -> str:
         return self._k("timers")  # zset: "<alert id>|<epoch>|<level>" by due time
 
+    # -- escalation (store/lua/schedule.lua, claim_flush.lua, complete_flush.lua)
+    @property
+    def flushes(self) -> str:
+        return self._k("flushes")  # zset: "<group>|<level>.<round>" by when to notify
+
+    def pending(self, flush_key: str) -> str:
+        return self._k("pend", flush_key)  # set: timer members waiting for that flush
+
+    def group_sent(self, group_key: str) -> str:
+        return self._k("gsent", group_key)  # hash: "<level>.<round>" -> last notified (ms)
+
+    def delivery(self, *parts: str) -> str:
+        return self._k("sent", *parts)  # string with TTL: pending | sent | failed | deferred
+
+    def attempts(self, alert_id: str) -> str:
+        return self._k("attempts", alert_id)  # list: JSON delivery attempts, newest first
+
+    def paged(self, alert_id: str) -> str:
+        return self._k("paged", alert_id)  # set: "<channel>\x1f<recipient>" that were paged
+
+    @property
+    def notices(self) -> str:
+        return self._k("notices")  # zset: "<id>|<epoch>" resolved notices to send
+
+    def rate(self, channel: str, recipient_hash: str, window: int) -> str:
+        return self._k("rl", channel, recipient_hash, str(window))  # counter with TTL
+
+    @property
+    def deferred_queue(self) -> str:
+        return self._k("rlq")  # zset: "<channel>\x1f<recipient>" by when its window reopens
+
+    def deferred(self, channel: str, recipient_hash: str) -> str:
+        return self._k("rlpend", channel, recipient_hash)  # set: "<id>|<epoch>" held back
+
     def replica(self, client_id: str) -> str:
         return self._k("replica", client_id)  # hash with TTL: a running replica's health

@@ -17,6 +17,18 @@ def _source(name: str) -> str:
     )
 
 
+SCRIPT_NAMES = (
+    "ingest",
+    "command",
+    "expire",
+    "summary",
+    "group_state",
+    "schedule",
+    "claim_flush",
+    "complete_flush",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Scripts:
     ingest: AsyncScript
@@ -24,17 +36,15 @@ class Scripts:
     expire: AsyncScript
     summary: AsyncScript
     group_state: AsyncScript
+    schedule: AsyncScript
+    claim_flush: AsyncScript
+    complete_flush: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
         # register_script keeps the SHA and falls back to SCRIPT LOAD once after a Redis
         # restart (NOSCRIPT), so every call is an EVALSHA.
-        return cls(
-            **{
-                name: redis.register_script(_source(f"{name}.lua"))
-                for name in ("ingest", "command", "expire", "summary", "group_state")
-            }
-        )
+        return cls(**{name: redis.register_script(_source(f"{name}.lua")) for name in SCRIPT_NAMES})
 
 
 def as_str(value: Any) -> str:

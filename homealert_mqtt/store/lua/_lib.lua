@@ -104,10 +104,11 @@ local function alert_flat(id)
   return redis.call('HGETALL', k('alert', id))
 end
 
--- An alert has at most one pending escalation timer; its member is kept in the alert's
+-- An alert has at most one pending escalation timer, "<id>|<epoch>|<level>|<round>"
+-- (round counts `repeat` re-sends of the last level). Its member is kept in the alert's
 -- `timer` field so that ack, resolve and expiry can cancel it.
-local function set_timer(id, epoch, level, due)
-  local member = id .. '|' .. epoch .. '|' .. level
+local function set_timer(id, epoch, level, round, due)
+  local member = id .. '|' .. epoch .. '|' .. level .. '|' .. round
   local old = redis.call('HGET', k('alert', id), 'timer')
   if old and old ~= member then
     redis.call('ZREM', k('timers'), old)
@@ -124,6 +125,17 @@ local function cancel_timer(id)
   end
   redis.call('HSET', k('alert', id), 'next_escalation_at', '')
 end
+
+local function split(text, sep)
+  local out = {}
+  for part in string.gmatch(text, '([^' .. sep .. ']+)') do
+    out[#out + 1] = part
+  end
+  return out
+end
+
+-- Open, not acknowledged, and still the same occurrence: the only alerts we page for.
+local PAGEABLE = {new = true, active = true, escalated = true}
 
 local STOPS_ESCALATION = {acknowledged = true, resolved = true}
 
@@ -147,6 +159,10 @@ local function transition(id, action, now, retention, extra)
   redis.call('HSET', key, unpack(set))
   if STOPS_ESCALATION[to] then
     cancel_timer(id)
+  end
+  if to == 'resolved' and redis.call('EXISTS', k('paged', id)) == 1 then
+    -- Whoever was paged hears that it is over (sent by the escalation engine).
+    redis.call('ZADD', k('notices'), now, id .. '|' .. redis.call('HGET', key, 'epoch'))
   end
   reindex(id, to, a[2], nil, a[3])
   keep_until(id, to, now, retention)

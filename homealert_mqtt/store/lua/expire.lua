@@ -18,7 +18,7 @@ for _, id in ipairs(due) do
   redis.call('ZREM', k('retention'), id)
   if a[3] then
     cancel_timer(id)
-    redis.call('DEL', key)
+    redis.call('DEL', key, k('attempts', id), k('paged', id), k('gsent', '~' .. id))
     redis.call('ZREM', k('open'), id)
     redis.call('SREM', k('acked'), id)
     redis.call('SREM', k('escalated'), id)
@@ -43,7 +43,7 @@ for gid, _ in pairs(touched) do
     if khash and redis.call('HGET', k('gkey', khash), 'gid') == gid then
       redis.call('DEL', k('gkey', khash))
     end
-    redis.call('DEL', k('group', gid), k('gmembers', gid))
+    redis.call('DEL', k('group', gid), k('gmembers', gid), k('gsent', gid))
     redis.call('ZREM', k('groups'), gid)
     redis.call('SADD', k('clear'), 'group:' .. gid)
     removed[#removed + 1] = gid

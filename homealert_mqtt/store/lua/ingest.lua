@@ -83,11 +83,12 @@ if cfg.dedup and cur_state == 'resolved' and now - tonumber(cur_fields[3]) <= cf
   redis.call('HINCRBY', key, 'count', 1)
   redis.call('HSET', key, unpack(update))
   redis.call('HSET', key, 'priority', prio, 'severity', severity, 'escalation_level', 0,
+    'opened_at', now,
     'acknowledged_by', '', 'acknowledged_at', '', 'ack_note', '',
     'resolved_at', '', 'resolved_by', '')
   reindex(cur, 'resolved', prio, cur_fields[2], cur_fields[4])
   transition(cur, 'reopen', now, cfg.retention, {})
-  set_timer(cur, epoch, 0, now)
+  set_timer(cur, epoch, 0, 0, now)
   history_add(source, cur, 'reopened', atype, prio, now, cfg.hist_max, cfg.hist_age)
   return {'reopened', alert_flat(cur), group_of(cur), {'reopened'}}
 end
@@ -135,10 +136,10 @@ end
 local key = k('alert', id)
 redis.call('HSET', key, 'id', id, 'fp', fp, 'state', 'new', 'rule', 'T0', 'priority', prio,
   'severity', severity, 'source', source, 'type', atype, 'count', 1, 'first_seen', now,
-  'group_id', gid, 'escalation_level', 0, 'epoch', 1, unpack(update))
+  'group_id', gid, 'escalation_level', 0, 'epoch', 1, 'opened_at', now, unpack(update))
 reindex(id, 'new', prio, nil, now)
 keep_until(id, 'new', now, cfg.retention)
-set_timer(id, 1, 0, now)
+set_timer(id, 1, 0, 0, now)
 history_add(source, id, 'created', atype, prio, now, cfg.hist_max, cfg.hist_age)
 local group = false
 if gid ~= '' then group = group_state(gid) end

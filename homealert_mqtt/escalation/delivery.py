@@ -1,0 +1,144 @@
+"""One message to one recipient on one channel: idempotent, rate-limited, retried.
+
+The only place that retries. A channel says "retryable or permanent"; here a send gets a
+timeout, retryable failures are tried again with exponential backoff and jitter within a
+deadline shorter than the delivery key's lease, and the outcome of every attempt is
+recorded on each alert it was about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from homealert_mqtt.clock import Clock
+from homealert_mqtt.config.settings import RateLimit
+from homealert_mqtt.models import iso
+from homealert_mqtt.notify.base import Channel, DeliveryError, Message
+from homealert_mqtt.store.escalation_store import EscalationStore
+
+_LOGGER = logging.getLogger(__name__)
+
+KEY_LEASE_MS = 60_000  # a delivery key stays "pending" this long if its sender dies
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 4
+    initial: float = 0.5
+    cap: float = 8.0
+    attempt_timeout: float = 15.0
+    deadline: float = 45.0  # < KEY_LEASE_MS: a slow retry never outlives its claim
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self.cap, self.initial * 2**attempt)
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str  # sent | failed | deferred | skipped | no_channel
+    error: str | None = None
+    attempts: int = 0
+
+
+@dataclass
+class Delivery:
+    store: EscalationStore
+    channels: dict[str, Channel]
+    rate_limits: dict[str, RateLimit]
+    clock: Clock
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    on_sent: list[Callable[[str], None]] = field(default_factory=list)
+    on_failed: list[Callable[[str], None]] = field(default_factory=list)
+
+    async def deliver(  # noqa: PLR0917 - one delivery's facts, all required
+        self,
+        channel_name: str,
+        recipient: str,
+        keys: Sequence[str],
+        alert_ids: Sequence[str],
+        render: Callable[[Sequence[str]], Message],
+        level: int,
+        *,
+        defer: Callable[[Sequence[str]], Awaitable[None]] | None = None,
+    ) -> tuple[Outcome, list[str]]:
+        """Send what `render(ids)` makes for the alerts whose key this caller reserves.
+
+        Over the rate limit, and given `defer`, the alerts are handed to `defer` (held
+        back for one digest when the window reopens) instead of being sent. Returns the
+        outcome and the alert ids it concerned (those not already handled).
+        """
+        channel = self.channels.get(channel_name)
+        if channel is None:
+            return Outcome("no_channel"), []
+        owned = await self.store.reserve(keys, KEY_LEASE_MS)
+        mine_keys = [k for k, ok in zip(keys, owned, strict=True) if ok]
+        mine = [a for a, ok in zip(alert_ids, owned, strict=True) if ok]
+        if not mine:
+            return Outcome("skipped"), []
+        limit = self.rate_limits.get(channel_name)
+        if (
+            limit is not None
+            and defer is not None
+            and not await self.store.take_token(channel_name, recipient, limit.count, limit.period)
+        ):
+            await defer(mine)
+            await self.store.settle(mine_keys, "deferred")
+            await self._record(mine, channel_name, recipient, level, Outcome("deferred"))
+            return Outcome("deferred"), mine
+        outcome = await self._send(channel, recipient, render(mine))
+        await self.store.settle(mine_keys, outcome.status)
+        await self._record(mine, channel_name, recipient, level, outcome)
+        if outcome.status == "sent":
+            await self.store.mark_paged(mine, channel_name, recipient)
+            for observe in self.on_sent:
+                observe(channel_name)
+        else:
+            for observe in self.on_failed:
+                observe(channel_name)
+        return outcome, mine
+
+    async def _send(self, channel: Channel, recipient: str, message: Message) -> Outcome:
+        error = "no attempt"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry.deadline
+        for attempt in range(self.retry.attempts):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                async with asyncio.timeout(min(self.retry.attempt_timeout, remaining)):
+                    await channel.send(recipient, message)
+                return Outcome("sent", attempts=attempt + 1)
+            except DeliveryError as err:
+                error = str(err)
+                if not err.retryable:
+                    return Outcome("failed", error=error, attempts=attempt + 1)
+            except TimeoutError:
+                error = "timed out"
+            except Exception as err:  # a channel bug must not stop the pager
+                _LOGGER.exception("channel %s raised unexpectedly", channel.name)
+                error = f"unexpected {type(err).__name__}"
+            if attempt + 1 < self.retry.attempts:
+                await asyncio.sleep(min(self.retry.delay(attempt), max(0, deadline - loop.time())))
+        return Outcome("failed", error=error, attempts=self.retry.attempts)
+
+    async def _record(
+        self, alert_ids: Sequence[str], channel: str, recipient: str, level: int, outcome: Outcome
+    ) -> None:
+        await self.store.record_attempt(
+            alert_ids,
+            {
+                "at": iso(self.clock()),
+                "channel": channel,
+                "recipient": recipient,
+                "level": level,
+                "outcome": outcome.status,
+                "attempts": outcome.attempts,
+                "error": outcome.error,
+            },
+        )

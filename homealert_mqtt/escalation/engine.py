@@ -1,0 +1,232 @@
+"""The escalation loop: turns due timers into batches, batches into messages, and moves
+alerts on. Every replica runs it; Redis decides who does what (see store/lua)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from homealert_mqtt.clock import Clock
+from homealert_mqtt.config.settings import EscalationSettings
+from homealert_mqtt.escalation.delivery import Delivery
+from homealert_mqtt.escalation.plan import Target, next_step, targets
+from homealert_mqtt.models import AlertRecord, State
+from homealert_mqtt.notify.base import Message
+from homealert_mqtt.notify.templates import NotificationKind, TemplateRenderer
+from homealert_mqtt.pipeline.publish import StateListener, StatePublisher
+from homealert_mqtt.store.escalation_store import EscalationStore, Flush, TimerMember
+
+_LOGGER = logging.getLogger(__name__)
+
+FLUSH_LEASE_MS = 90_000  # longer than a delivery's retry deadline (delivery.py)
+CLAIM_LEASE_MS = 90_000
+POLL_SECONDS = 0.1  # timers fire within this (plus the work) of their due time
+MAX_CONCURRENT = 64
+
+
+class EscalationEngine(StateListener):
+    def __init__(
+        self,
+        *,
+        settings: EscalationSettings,
+        recipients: dict[str, dict[str, tuple[str, ...]]],
+        digest_interval: int,
+        store: EscalationStore,
+        delivery: Delivery,
+        renderer: TemplateRenderer,
+        publisher: StatePublisher,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.recipients = recipients
+        self.digest_ms = digest_interval * 1000
+        self.store = store
+        self.delivery = delivery
+        self.renderer = renderer
+        self.publisher = publisher
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._busy: set[str] = set()
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+
+    # StateListener: a new alert or a resolve wants the loop now, not at the next poll.
+    async def alert_changed(self, alert: AlertRecord, events: Sequence[str]) -> None:
+        if any(e in ("created", "reopened", "resolved") for e in events):
+            self._wake.set()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            while True:
+                self._wake.clear()
+                await self.store.schedule_due(self.digest_ms)
+                for flush in await self.store.claim_flushes(FLUSH_LEASE_MS):
+                    self._spawn(tasks, f"flush:{flush.key}", self._flush(flush))
+                for alert_id, epoch in await self.store.claim_notices(CLAIM_LEASE_MS):
+                    self._spawn(tasks, f"notice:{alert_id}", self._notice(alert_id, epoch))
+                for channel, recipient in await self.store.claim_deferred(CLAIM_LEASE_MS):
+                    self._spawn(
+                        tasks, f"deferred:{channel}:{recipient}", self._deferred(channel, recipient)
+                    )
+                await self._sleep()
+
+    def _spawn(self, tasks: asyncio.TaskGroup, name: str, work: object) -> None:
+        if name in self._busy:
+            work.close()  # type: ignore[attr-defined]
+            return
+        self._busy.add(name)
+
+        async def guarded() -> None:
+            try:
+                async with self._slots:
+                    await work  # type: ignore[misc]
+            except Exception:
+                # The lease brings the work back; one bad batch must not stop the pager.
+                _LOGGER.exception("escalation work %s failed; it is retried after its lease", name)
+            finally:
+                self._busy.discard(name)
+
+        tasks.create_task(guarded())
+
+    async def _sleep(self) -> None:
+        upcoming = await self.store.next_due()
+        wait = POLL_SECONDS
+        if upcoming is not None:
+            wait = min(POLL_SECONDS, max(0.0, (upcoming - self.clock()) / 1000))
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._wake.wait()
+
+    # -- a batch of one group at one level
+    async def _flush(self, flush: Flush) -> None:
+        group = None
+        if flush.group_id is not None:
+            record = await self.publisher.store.get_group(flush.group_id)
+            group = record.to_public() if record else None
+        batch = _Batch(flush, group, self.renderer)
+        alerts = [alert for _, alert in flush.steps]
+        results = await asyncio.gather(
+            *(
+                self._deliver_target(batch, target)
+                for target in targets(self.settings, self.recipients, alerts, flush.level)
+            )
+        )
+        now = self.clock()
+        steps = [
+            (member, next_step(self.settings, alert, member, now)) for member, alert in flush.steps
+        ]
+        moved = await self.store.complete_flush(flush, steps, self.digest_ms)
+        await self._publish(moved, batch, [r for r in results if r is not None])
+
+    async def _deliver_target(self, batch: _Batch, target: Target) -> _Result | None:
+        flush = batch.flush
+        keys = [
+            self.store.delivery_key(member, target.channel, target.recipient)
+            for member, _ in flush.steps
+        ]
+        ids = [alert.id for _, alert in flush.steps]
+
+        async def defer(chosen: Sequence[str]) -> None:
+            limit = self.delivery.rate_limits[target.channel]
+            members = [batch.members[i] for i in chosen]
+            await self.store.defer(target.channel, target.recipient, members, limit.period)
+
+        outcome, concerned = await self.delivery.deliver(
+            target.channel, target.recipient, keys, ids, batch.render, flush.level, defer=defer
+        )
+        if not concerned:
+            return None
+        return _Result(target, outcome.status, tuple(concerned), outcome.error)
+
+    async def _publish(
+        self, moved: list[tuple[AlertRecord, str]], batch: _Batch, results: list[_Result]
+    ) -> None:
+        for alert, rule in moved:
+            await self.publisher.alert(alert, ["escalated"] if rule == "T2" else [])
+        level = batch.flush.level
+        for result in results:
+            channel = result.target.channel
+            for alert_id in result.alert_ids:
+                alert = batch.alerts[alert_id]
+                if result.status == "sent":
+                    await self.publisher.event("notified", alert, level=level, channel=channel)
+                elif result.status == "failed":
+                    _LOGGER.warning(
+                        "notifying %s of %s by %s failed: %s",
+                        result.target.recipient,
+                        alert_id,
+                        channel,
+                        result.error,
+                    )
+                    await self.publisher.event(
+                        "notify_failed", alert, level=level, channel=channel, error=result.error
+                    )
+
+    # -- "it is resolved" to whoever was paged
+    async def _notice(self, alert_id: str, epoch: int) -> None:
+        alert = await self.publisher.store.get_alert(alert_id)
+        if (
+            self.settings.notify_resolved
+            and alert is not None
+            and alert.epoch == epoch
+            and alert.state is State.RESOLVED
+        ):
+            message = self.renderer.render(NotificationKind.RESOLVED, [alert.to_public()])
+            for channel, recipient in await self.store.paged(alert_id):
+                key = self.store.notice_key(alert_id, epoch, channel, recipient)
+                await self.delivery.deliver(
+                    channel, recipient, [key], [alert_id], lambda _ids: message, -1
+                )
+        await self.store.notice_done(alert_id, epoch)
+
+    # -- what a rate limit held back, as one digest once the window reopens
+    async def _deferred(self, channel: str, recipient: str) -> None:
+        held = await self.store.peek_deferred(channel, recipient)
+        alerts: dict[str, AlertRecord] = {}
+        for alert_id, epoch in held:
+            alert = await self.publisher.store.get_alert(alert_id)
+            if alert is not None and alert.epoch == epoch and alert.state in _PAGEABLE:
+                alerts[alert.id] = alert
+        if alerts:
+            keys = self.store.digest_keys(channel, recipient, held, list(alerts))
+
+            def render(ids: Sequence[str]) -> Message:
+                return self.renderer.render(
+                    NotificationKind.DIGEST, [alerts[i].to_public() for i in ids]
+                )
+
+            await self.delivery.deliver(channel, recipient, keys, list(alerts), render, 0)
+        await self.store.deferred_done(channel, recipient, held)
+
+
+_PAGEABLE = frozenset({State.NEW, State.ACTIVE, State.ESCALATED})
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    target: Target
+    status: str
+    alert_ids: tuple[str, ...]
+    error: str | None
+
+
+class _Batch:
+    """A claimed flush with what rendering its messages needs."""
+
+    def __init__(
+        self, flush: Flush, group: dict[str, Any] | None, renderer: TemplateRenderer
+    ) -> None:
+        self.flush = flush
+        self.group = group
+        self.renderer = renderer
+        self.alerts = {alert.id: alert for _, alert in flush.steps}
+        self.members: dict[str, TimerMember] = {alert.id: m for m, alert in flush.steps}
+
+    def render(self, ids: Sequence[str]) -> Message:
+        chosen = [self.alerts[i].to_public() for i in ids]
+        kind = NotificationKind.ALERT if len(chosen) == 1 else NotificationKind.DIGEST
+        return self.renderer.render(kind, chosen, group=self.group, level=self.flush.level)

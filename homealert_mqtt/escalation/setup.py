@@ -1,0 +1,63 @@
+"""Puts the escalation engine into a service: channels, templates, delivery, the loop."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from homealert_mqtt.escalation.delivery import Delivery
+from homealert_mqtt.escalation.engine import EscalationEngine
+from homealert_mqtt.notify.base import ChannelContext
+from homealert_mqtt.notify.registry import close_channels, create_channels
+from homealert_mqtt.notify.templates import TemplateRenderer, TemplatesConfig
+from homealert_mqtt.service import Service
+from homealert_mqtt.store.escalation_store import EscalationStore
+
+
+def shipped_templates() -> Path:
+    return Path(str(resources.files("homealert_mqtt").joinpath("defaults/templates")))
+
+
+def add_escalation(service: Service) -> EscalationEngine:
+    settings = service.settings
+    channels = create_channels(
+        settings.channels,
+        ChannelContext(publish=service.outbound.publish, base_topic=settings.mqtt.base_topic),
+    )
+    templates = settings.templates
+    renderer = TemplateRenderer(
+        TemplatesConfig(
+            base_dir=templates.base_dir or shipped_templates(),
+            default_template=templates.default_template,
+            custom_templates=templates.custom_templates,
+            base_topic=settings.mqtt.base_topic,
+        )
+    )
+    store = EscalationStore(service.store, service.clock)
+    delivery = Delivery(
+        store=store,
+        channels=channels,
+        rate_limits=settings.alerts.escalation.rate_limits,
+        clock=service.clock,
+    )
+    engine = EscalationEngine(
+        settings=settings.alerts.escalation,
+        recipients=settings.recipients,
+        digest_interval=settings.alerts.grouping.digest_interval,
+        store=store,
+        delivery=delivery,
+        renderer=renderer,
+        publisher=service.publisher,
+        clock=service.clock,
+    )
+
+    async def run_escalation() -> None:
+        try:
+            await engine.run()
+        finally:
+            await close_channels(channels)
+
+    service.add_listener(engine)
+    service.add_task(run_escalation)
+    service.escalation = engine
+    return engine
