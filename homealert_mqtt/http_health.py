@@ -81,11 +81,15 @@ class HealthServer:
         health: HealthCheck,
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
+        *,
+        before_metrics: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._metrics = metrics
         self._health = health
         self._host = host
         self._port = port
+        # Brings gauges up to date before a scrape (e.g. open alerts read from Redis).
+        self._before_metrics = before_metrics
         self._runner: web.AppRunner | None = None
 
     @property
@@ -144,6 +148,8 @@ class HealthServer:
         return web.json_response(body, status=503)
 
     async def _handle_metrics(self, request: web.Request) -> web.Response:
+        if self._before_metrics is not None:
+            await self._before_metrics()
         payload, content_type = self._metrics.exposition(request.headers.get("Accept", ""))
         # Set the header raw: aiohttp's content_type argument refuses the parameters
         # (version, charset, escaping) that scrapers rely on.

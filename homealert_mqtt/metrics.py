@@ -94,7 +94,7 @@ class Metrics:
         )
         self._latency = Histogram(
             "pipeline_latency_seconds",
-            "Time from receiving an alert message to its state being published.",
+            "Time to store an alert message in Redis and publish its state (per message).",
             namespace=NAMESPACE,
             buckets=LATENCY_BUCKETS,
             registry=reg,
@@ -107,8 +107,8 @@ class Metrics:
         for priority in PRIORITIES:
             self._open.labels(priority=priority).set(0)
 
-    def alert_received(self) -> None:
-        self._received.inc()
+    def alert_received(self, count: int = 1) -> None:
+        self._received.inc(count)
 
     def alert_rejected(self, reason: str) -> None:
         self._rejected.labels(reason=reason).inc()
@@ -132,8 +132,10 @@ class Metrics:
             if priority not in PRIORITIES:
                 self._open.labels(priority=priority).set(count)
 
-    def observe_latency(self, seconds: float) -> None:
-        self._latency.observe(seconds)
+    def observe_latency(self, seconds: float, count: int = 1) -> None:
+        """`count` messages that each took `seconds` (a batch stored and published together)."""
+        for _ in range(count):
+            self._latency.observe(seconds)
 
     @contextmanager
     def time_pipeline(self) -> Iterator[None]:

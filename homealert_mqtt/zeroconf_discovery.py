@@ -3,9 +3,12 @@
 - `find_mqtt_broker()` browses `_mqtt._tcp.local.`, the type Mosquitto's Home
   Assistant add-on and most home brokers advertise, so a default install needs no
   broker address in its config.
+- `ZeroconfResolver` is the service's broker resolver for `mqtt.url: auto`: it looks
+  until a broker answers, with backoff, and never gives up.
 - `ServiceAnnouncer` registers `_homealert._tcp.local.` with TXT `version` and
   `base_topic`, so tools on the network can find the service and its topics. The
   TXT record is public on the LAN: it never carries credentials.
+  `announce_while_running()` keeps it registered for the life of a task.
 
 Registration uses `cooperating_responders=True`: zeroconf then skips the RFC 6762
 probing (three probes 250 ms apart plus the wait, about 1.2 s at every start). That
@@ -31,6 +34,9 @@ from typing import Final
 import ifaddr
 from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from homealert_mqtt.mqtt import link
+from homealert_mqtt.mqtt.backoff import Backoff
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -215,3 +221,98 @@ class ServiceAnnouncer:
             await azc.async_unregister_service(self.info)
         finally:
             await azc.async_close()
+
+
+class ZeroconfResolver:
+    """The MQTT links' `Resolver` for `mqtt.url: auto`.
+
+    Browses until a broker answers: when none does, it says so in the log and looks
+    again after a growing delay (up to `retry_cap` seconds), for as long as it takes.
+    Both MQTT links call it at start and on every reconnect; one browse at a time
+    serves them all, and a broker found less than `reuse_for` seconds ago is reused,
+    so the links' reconnects after a short outage do not each wait for a browse.
+    """
+
+    def __init__(
+        self,
+        preferred_name: str | None = None,
+        *,
+        browse_timeout: float = 3.0,
+        interfaces: Interfaces = InterfaceChoice.All,
+        reuse_for: float = 10.0,
+        retry_initial: float = 2.0,
+        retry_cap: float = 60.0,
+    ) -> None:
+        self.preferred_name = preferred_name
+        self.browse_timeout = browse_timeout
+        self.interfaces = interfaces
+        self.reuse_for = reuse_for
+        self._backoff = Backoff(initial=retry_initial, cap=retry_cap)
+        self._lock = asyncio.Lock()
+        self._last: link.BrokerAddress | None = None
+        self._found_at = 0.0
+        self.browses = 0  # how many times it looked (for tests and the log)
+
+    @property
+    def last(self) -> link.BrokerAddress | None:
+        """The broker found most recently, if any."""
+        return self._last
+
+    async def __call__(self) -> link.BrokerAddress:
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            if self._last is not None and loop.time() - self._found_at < self.reuse_for:
+                return self._last
+            while True:
+                self.browses += 1
+                found = await find_mqtt_broker(
+                    self.preferred_name, self.browse_timeout, interfaces=self.interfaces
+                )
+                if found is not None:
+                    break
+                delay = self._backoff.next_delay()
+                wanted = f" '{self.preferred_name}'" if self.preferred_name else ""
+                _LOGGER.warning(
+                    "no MQTT broker%s advertises %s on the network (looked for %.0f s); "
+                    "looking again in %.0f s (or set mqtt.url to the broker's address)",
+                    wanted,
+                    MQTT_SERVICE_TYPE,
+                    self.browse_timeout,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            self._backoff.reset()
+            _LOGGER.info(
+                "using MQTT broker '%s' at %s:%d (found by zeroconf)",
+                found.name,
+                found.host,
+                found.port,
+            )
+            self._last = link.BrokerAddress(found.host, found.port)
+            self._found_at = loop.time()
+            return self._last
+
+
+async def announce_while_running(
+    announcer: ServiceAnnouncer, *, retry_initial: float = 5.0, retry_cap: float = 300.0
+) -> None:
+    """Keep `announcer` registered until cancelled; unregister (goodbye) on the way out.
+
+    mDNS trouble (no multicast on this host) is logged and retried with backoff: the
+    announcement is a convenience and never stops the service.
+    """
+    backoff = Backoff(initial=retry_initial, cap=retry_cap)
+    while True:
+        try:
+            await announcer.start()
+            break
+        except OSError as err:
+            delay = backoff.next_delay()
+            _LOGGER.warning(
+                "cannot announce the service on mDNS (%s); trying again in %.0f s", err, delay
+            )
+            await asyncio.sleep(delay)
+    try:
+        await asyncio.Event().wait()  # until cancelled
+    finally:
+        await announcer.stop()

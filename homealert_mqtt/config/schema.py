@@ -207,6 +207,18 @@ HTTP = vol.Schema(
     }
 )
 
+ZEROCONF = vol.Schema(
+    {
+        vol.Optional("announce", default="auto"): vol.Any(
+            boolean, "auto", msg="expected true, false or auto"
+        ),
+        vol.Optional("interfaces", default=None): vol.Any(
+            None, vol.All(string_list, vol.Length(min=1)), msg="expected a list of addresses"
+        ),
+        vol.Optional("browse_timeout", default=3): integer(1, 60),
+    }
+)
+
 LOGGING = vol.Schema(
     {
         vol.Required("level"): vol.All(
@@ -248,6 +260,7 @@ ROOT = vol.Schema(
         vol.Required("redis"): REDIS,
         vol.Required("homeassistant"): HOMEASSISTANT,
         vol.Optional("http", default={}): HTTP,
+        vol.Optional("zeroconf", default={}): ZEROCONF,
         vol.Required("logging"): LOGGING,
     }
 )

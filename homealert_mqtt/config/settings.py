@@ -137,6 +137,15 @@ class HttpSettings:
     port: int
 
 
+@dataclass(frozen=True, slots=True)
+class ZeroconfSettings:
+    """mDNS: finding the broker (`mqtt.url: auto`) and announcing the service."""
+
+    announce: bool = False
+    interfaces: tuple[str, ...] | None = None  # addresses to speak mDNS on; None: all
+    browse_timeout: int = 3  # seconds per look for a broker
+
+
 # Rate limits a household wants by default: SMS and calls cost money and sleep.
 DEFAULT_RATE_LIMITS = {
     "sms": RateLimit(count=5, period=3600),
@@ -159,6 +168,7 @@ class Settings:
     http: HttpSettings
     log_level: str
     config_dir: Path | None
+    zeroconf: ZeroconfSettings = ZeroconfSettings()
 
     @classmethod
     def from_validated(cls, cfg: dict[str, Any], config_dir: Path | None) -> Settings:
@@ -227,7 +237,19 @@ class Settings:
             http=HttpSettings(**cfg["http"]),
             log_level=cfg["logging"]["level"],
             config_dir=config_dir,
+            zeroconf=_zeroconf(cfg["zeroconf"], discover=cfg["mqtt"]["url"] == "auto"),
         )
+
+
+def _zeroconf(cfg: dict[str, Any], *, discover: bool) -> ZeroconfSettings:
+    announce = cfg["announce"]
+    interfaces = cfg["interfaces"]
+    return ZeroconfSettings(
+        # `auto`: announce when the broker is found by mDNS too (an mDNS network)
+        announce=discover if announce == "auto" else bool(announce),
+        interfaces=tuple(interfaces) if interfaces else None,
+        browse_timeout=cfg["browse_timeout"],
+    )
 
 
 def _templates(cfg: dict[str, Any], config_dir: Path | None) -> TemplateSettings:

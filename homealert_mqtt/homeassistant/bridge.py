@@ -2,20 +2,20 @@
 
 `DiscoveryBridge` decides *when* to publish the messages `discovery.py` builds; the
 MQTT client stays outside (a `publish` callable is passed in), so the bridge is cheap
-to test and has no connection state of its own.
+to test and has no connection state of its own. `runtime.py` wires it into the
+running service:
 
-What the service calls, and when:
-
-1. after connecting: subscribe to `<prefix>/+/<node_id>/+/config` for a short window
-   and feed each retained message to `on_retained_config()`; subscribe to
-   `<prefix>/status` and pass its payloads to `on_ha_status()`;
-2. `announce_service()`, then `alert_changed(state)` for every alert whose retained
-   state it publishes, then `clear_stale(ids of those alerts)`;
-3. on every alert state published: `alert_changed(state)` (a dict look-up when the
+1. at start: a short-lived connection subscribes to `<prefix>/+/<node_id>/+/config`
+   and feeds each retained message to `on_retained_config()`; `<prefix>/status`
+   payloads go to `on_ha_status()` for as long as the service runs;
+2. after the first resync: `announce_service()` (every alert whose retained state
+   was published went through `alert_changed(state)` during the resync), then
+   `clear_stale(ids of those alerts)`; after a later resync (a reconnect, perhaps to
+   a broker that lost its retained messages) `resend_all()`;
+3. on every alert state published: `alert_changed(state)` (a set look-up when the
    alert is already known); on every lifecycle event: `on_event(name, state)`;
 4. when an alert's retained state is cleared (end of retention):
-   `alert_removed(alert_id)`, best before clearing the state topic, so that HA does not
-   read an empty payload on a topic its entity still watches.
+   `alert_removed(alert_id)`: HA deletes its entities.
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ class DiscoveryBridge:
     def known_alerts(self) -> frozenset[str]:
         return frozenset(self._alerts)
 
+    def knows(self, alert_id: str) -> bool:
+        """Whether the alert's configs were sent (nothing to do for it but events)."""
+        return alert_id in self._alerts
+
     @property
     def status_topic(self) -> str:
         """HA's birth/last-will topic, to subscribe to."""
@@ -104,11 +108,12 @@ class DiscoveryBridge:
         if alert_id in self._alerts:
             return
         messages = alert_messages(self.settings, state)
-        async with self._lock:
-            if alert_id in self._alerts:  # announced while we waited for the lock
-                return
-            self._alerts[alert_id] = messages
-            await self._send(messages)
+        self._alerts[alert_id] = messages
+        # Without the lock: a new alert must not wait for a re-send of thousands of
+        # configs (it runs on the pipeline's path). Nothing it could race with matters:
+        # a re-send repeats the same configs, and a removal comes at the end of a
+        # retention (a second at least), long after these were handed to the client.
+        await self._send(messages)
 
     async def alert_removed(self, alert_id: str) -> None:
         """Empty the alert's retained configs: HA deletes its entities."""
@@ -125,13 +130,28 @@ class DiscoveryBridge:
         entities (a broker without persistence, or a user who deleted retained
         topics), and re-sending identical configs is harmless.
         """
+        if self.ha_status(payload):
+            await self.resend_all()
+
+    def ha_status(self, payload: bytes) -> bool:
+        """Record HA's status; True when every config should be sent again (`online`).
+
+        For a caller that sends them later, off the path the status arrived on.
+        """
         status = payload.decode("utf-8", "replace").strip()
         self._ha_status = status
         if status != "online" or not self.enabled:
+            return False
+        _LOGGER.info("Home Assistant is online")
+        return True
+
+    async def resend_all(self) -> None:
+        """Send the service's config and every known alert's configs again."""
+        if not self.enabled:
             return
         async with self._lock:
             _LOGGER.info(
-                "Home Assistant is online: re-sending discovery for the service and %d alerts",
+                "sending Home Assistant discovery for the service and %d alerts",
                 len(self._alerts),
             )
             await self._send(service_messages(self.settings))

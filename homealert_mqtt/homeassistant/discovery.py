@@ -53,6 +53,9 @@ NEEDS_ATTENTION_STATES: Final = ("new", "active", "escalated")
 
 # HA's own topic pattern for discovery ids (homeassistant/components/mqtt/discovery.py)
 _ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]+")
+# What HA allows in the object id part of an entity id: lower-case letters, digits and
+# single underscores inside (homeassistant/core.py, VALID_ENTITY_ID).
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
 _CONFIG_TOPIC = re.compile(
     r"^(?P<prefix>.+)/(?P<component>\w+)/(?P<node_id>[a-zA-Z0-9_-]+)/"
     r"(?P<object_id>[a-zA-Z0-9_-]+)/config$"
@@ -116,6 +119,17 @@ def node_id_for(base_topic: str) -> str:
     return node or "homealert"
 
 
+def object_id_slug(text: str) -> str:
+    """`homealert_alert_water-leak` -> `homealert_alert_water_leak`: a valid HA object id.
+
+    HA's own `slugify` for ASCII input: lower case, every run of other characters one
+    `_`, none at either end. Alert ids and node ids may contain `-`, which is not
+    valid in an entity id (HA would slugify `object_id` itself, but
+    `default_entity_id` is meant to be a valid entity id as it is).
+    """
+    return _NOT_SLUG.sub("_", text.lower()).strip("_") or "homealert"
+
+
 def parse_config_topic(topic: str) -> tuple[str, str, str] | None:
     """Split `<prefix>/<component>/<node_id>/<object_id>/config`.
 
@@ -156,6 +170,7 @@ def ha_event_payload(event_name: str, alert_state: Mapping[str, Any]) -> bytes |
         "source": alert_state.get("source"),
         "type": alert_state.get("type"),
         "message": alert_state.get("message"),
+        "escalation_level": alert_state.get("escalation_level"),
     }
     return json.dumps(payload, separators=(",", ":")).encode()
 
@@ -196,8 +211,12 @@ def _availability(settings: DiscoverySettings) -> list[dict[str, Any]]:
 
 
 def _ids(settings: DiscoverySettings, component: str, key: str) -> dict[str, str]:
-    """unique_id plus the entity id hints (old `object_id`, new `default_entity_id`)."""
-    object_id = f"{settings.node_id}_{key}"
+    """unique_id plus the entity id hints (old `object_id`, new `default_entity_id`).
+
+    The unique_id keeps the alert id as it is (any string is allowed there, and it
+    must not change); the entity id hints are slugs.
+    """
+    object_id = object_id_slug(f"{settings.node_id}_{key}")
     return {
         "unique_id": f"homealert_{settings.node_id}_{key}",
         "object_id": object_id,
