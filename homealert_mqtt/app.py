@@ -26,8 +26,10 @@ def build_service(settings: Settings, **kwargs: Any) -> Service:
     service = Service(settings, resolver=resolver, **kwargs)
     _add_home_assistant(service, resolver)
     _add_zeroconf_announcement(service)
-    _add_metrics(service)
-    add_escalation(service)  # the lead's: escalation/setup.py (keep this line)
+    counter = _add_metrics(service)
+    engine = add_escalation(service)
+    engine.delivery.on_sent.append(counter.notification_sent)
+    engine.delivery.on_failed.append(counter.notification_failed)
     return service
 
 

@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("id", help="the alert id")
         cmd.add_argument("--by", metavar="NAME", help="who does it (recorded in the state)")
         cmd.add_argument("--note", help="a note kept with the acknowledgement")
+    show = add("show", "Show one alert's state and its notification attempts.")
+    show.add_argument("id", help="the alert id")
     history = add("history", "Show recent alert events, newest first.")
     history.add_argument("--source", help="only this source")
     history.add_argument("--limit", type=int, default=50, help="how many (default 50)")
@@ -88,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ack": cli_commands.send_command,
         "resolve": cli_commands.send_command,
         "history": cli_commands.show_history,
+        "show": cli_commands.show_alert,
         "health": cli_commands.health,
     }
     try:

@@ -156,6 +156,22 @@ async def send_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def show_alert(args: argparse.Namespace, settings: Settings) -> int:
+    from homealert_mqtt.store.escalation_store import EscalationStore  # noqa: PLC0415
+
+    store = _store(settings)
+    try:
+        alert = await store.get_alert(args.id)
+        attempts = await EscalationStore(store, wall_ms).attempts(args.id) if alert else []
+    finally:
+        await store.redis.aclose()
+    if alert is None:
+        print(f"no alert {args.id!r}")
+        return 1
+    print(json.dumps({**alert.to_public(), "attempts": attempts}, indent=2, ensure_ascii=False))
+    return 0
+
+
 async def show_history(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings)
     try:
