@@ -51,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DATA_DIR,
         help=f"with --embedded: where their data lives (default: {DEFAULT_DATA_DIR})",
     )
+    for server, usual in (("mqtt", 1883), ("redis", 6379)):
+        run.add_argument(
+            f"--{server}-port",
+            type=int,
+            metavar="PORT",
+            help=f"with --embedded: the {server.upper()} port (default: {usual} when free, "
+            "else any free one; 0: any free one)",
+        )
     add("check-config", "Validate a config file; print every problem with its key path.")
     alerts = add("alerts", "List open alerts: id, state, priority, count, age.")
     alerts.add_argument("--all", action="store_true", help="include resolved alerts")
@@ -77,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_config(args.config) if args.command != "run" or not args.embedded else None
     except ConfigError as err:
-        _print_problems(args.config, err)
+        print_problems(args.config, err)
         return 1
     from homealert_mqtt import cli_commands  # noqa: PLC0415 - keeps check-config light
 
@@ -103,14 +111,14 @@ def _check_config(path: str | None) -> int:
     try:
         settings = load_config(path)
     except ConfigError as err:
-        _print_problems(path, err)
+        print_problems(path, err)
         return 1
     where = path or "built-in defaults"
     print(f"{where}: OK (broker {settings.mqtt.safe_url()}, Redis {settings.redis.safe_url()})")
     return 0
 
 
-def _print_problems(path: str | None, err: ConfigError) -> None:
+def print_problems(path: str | None, err: ConfigError) -> None:
     print(f"{path or 'config'}: {len(err.problems)} problem(s)", file=sys.stderr)
     for problem in err.problems:
         print(f"  {problem}", file=sys.stderr)

@@ -15,7 +15,7 @@ from contextlib import suppress
 import aiomqtt
 
 from homealert_mqtt.clock import wall_ms
-from homealert_mqtt.config import Settings, load_config
+from homealert_mqtt.config import ConfigError, Settings, load_config
 from homealert_mqtt.mqtt.client_options import client_kwargs
 from homealert_mqtt.redis_client import make_redis
 from homealert_mqtt.store.alert_store import AlertStore
@@ -30,8 +30,10 @@ def configure_logging(level: str) -> None:
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    # paho/aiomqtt log every reconnect at ERROR; our own line says it better.
+    # paho/aiomqtt log every reconnect at ERROR; our own line says it better. (aiomqtt's
+    # clients log to "mqtt" unless given a logger.)
     logging.getLogger("aiomqtt").setLevel(logging.CRITICAL)
+    logging.getLogger("mqtt").setLevel(logging.CRITICAL)
 
 
 def run(args: argparse.Namespace, settings: Settings | None) -> int:
@@ -43,7 +45,9 @@ def run(args: argparse.Namespace, settings: Settings | None) -> int:
         return _run_until_signal(settings)
     configure_logging("info")
     try:
-        with embedded_servers(args.data_dir) as ends:
+        with embedded_servers(
+            args.data_dir, mqtt_port=args.mqtt_port, redis_port=args.redis_port
+        ) as ends:
             env = dict(os.environ)
             env["HOMEALERT_MQTT_URL"] = ends.mqtt_url
             env["HOMEALERT_REDIS_URL"] = ends.redis_url
@@ -56,6 +60,11 @@ def run(args: argparse.Namespace, settings: Settings | None) -> int:
             return _run_until_signal(settings)
     except EmbeddedError as err:
         _LOGGER.error("cannot start the embedded servers: %s", err)  # noqa: TRY400
+        return 1
+    except ConfigError as err:
+        from homealert_mqtt.cli import print_problems  # noqa: PLC0415 - cli imports us
+
+        print_problems(args.config, err)
         return 1
 
 
@@ -139,8 +148,11 @@ async def send_command(args: argparse.Namespace, settings: Settings) -> int:
     topics = Topics(settings.mqtt.base_topic)
     kind = CommandKind.ACK if args.command == "ack" else CommandKind.RESOLVE
     payload = json.dumps({k: v for k, v in (("by", args.by), ("note", args.note)) if v})
+    # MQTT 3.1.1 for one publish: every broker speaks it, the iotcore fallback of
+    # `run --embedded` nothing else.
+    mqtt = dataclasses.replace(settings.mqtt, protocol=4)
     kwargs = client_kwargs(
-        settings.mqtt,
+        mqtt,
         settings.mqtt.host,
         settings.mqtt.port,
         client_id=f"homealert-cli-{os.getpid()}",

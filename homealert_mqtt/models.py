@@ -140,6 +140,7 @@ class AlertRecord:
     timestamp: int | None = None
     opened_at: int | None = None  # creation, or the last re-open: escalation delays count from it
     last_notified_at: int | None = None
+    rev: int = 0  # bumped by every script that returns the alert (see _lib.lua, alert_flat)
 
     @classmethod
     def from_redis(cls, flat: list[Any] | dict[str, Any]) -> AlertRecord:
@@ -179,6 +180,7 @@ class AlertRecord:
             timestamp=opt_int("timestamp"),
             opened_at=opt_int("opened_at"),
             last_notified_at=opt_int("last_notified_at"),
+            rev=int(raw.get("rev") or 0),
         )
 
     def to_public(self) -> dict[str, Any]:

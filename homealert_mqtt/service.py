@@ -64,6 +64,7 @@ class Service:
             self.topics.input_filters(),
             self.queue,
             self._inbound_changed,
+            after=self.outbound.connected,
         )
         self.publisher = StatePublisher(self.topics, self.store, self.outbound.publish, clock)
         self.commands = CommandHandler(self.store, self.publisher)
@@ -80,6 +81,7 @@ class Service:
         self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
         self._subscriptions: list[tuple[str, Callable[[Inbound], Awaitable[None]]]] = []
         self.ready = asyncio.Event()
+        self._beat_now = asyncio.Event()  # a connection changed: tell `health` at once
         self.redis_ok = False
         self.escalation: Any = None  # the EscalationEngine, once escalation/setup.py added it
 
@@ -140,6 +142,11 @@ class Service:
                 await self._until_cancelled(children)
         finally:
             with suppress(Exception):
+                # Stopped: `health` must not report this replica healthy until the TTL.
+                replica = self.keys.replica(self.settings.mqtt.client_id)
+                async with asyncio.timeout(2):
+                    await self.redis.delete(replica)
+            with suppress(Exception):
                 await self.redis.aclose()
 
     async def _until_cancelled(self, children: list[asyncio.Task[None]]) -> None:
@@ -159,7 +166,7 @@ class Service:
             while pending := [child for child in children if not child.done()]:
                 for child in pending:
                     child.cancel()
-                await asyncio.wait(pending, timeout=0.5)
+                await asyncio.wait(pending, timeout=0.2)
 
     async def _supervise(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
         backoff = Backoff(initial=1, cap=30)
@@ -189,6 +196,7 @@ class Service:
 
     async def _publish_status(self) -> None:
         online = self.inbound.connected.is_set() and self.outbound.connected.is_set()
+        self._beat_now.set()
         await self.outbound.publish(
             self.topics.status, b"online" if online else b"offline", 1, True
         )
@@ -213,6 +221,8 @@ class Service:
                     # Not acknowledged, so not lost: retry the rest, marked as redelivered
                     # so that a commit whose reply was lost is not counted twice.
                     batch = [_as_retry(m) for m in batch if id(m) not in acked]
+                    # Ids of freed messages can be reused by the next copies: start over.
+                    acked.clear()
                     delay = backoff.next_delay()
                     _LOGGER.warning(
                         "Redis unavailable (%s); holding %d messages, retrying in %.1f s",
@@ -245,6 +255,7 @@ class Service:
         """A replica's health in Redis, read by `homealert-mqtt health` (the Docker check)."""
         key = self.keys.replica(self.settings.mqtt.client_id)
         while True:
+            self._beat_now.clear()
             connected = self.mqtt_connected
             await self.redis.hset(
                 key,
@@ -257,7 +268,9 @@ class Service:
             )
             await self.redis.expire(key, HEARTBEAT_TTL)
             self.redis_ok = True
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            with suppress(TimeoutError):
+                async with asyncio.timeout(HEARTBEAT_INTERVAL):
+                    await self._beat_now.wait()
 
 
 def _as_retry(message: Inbound) -> Inbound:

@@ -26,9 +26,17 @@ class Seen:
 class Probe:
     """Subscribes to `<base>/#` and keeps everything; `wait_for` polls what arrived."""
 
-    def __init__(self, port: int, base: str) -> None:
+    def __init__(
+        self,
+        port: int,
+        base: str,
+        protocol: aiomqtt.ProtocolVersion = aiomqtt.ProtocolVersion.V5,
+        **client: Any,
+    ) -> None:
         self.port = port
         self.base = base
+        self.protocol = protocol
+        self.client_options = client  # more aiomqtt.Client options (TLS, credentials)
         self.seen: list[Seen] = []
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
@@ -39,8 +47,9 @@ class Probe:
             "127.0.0.1",
             self.port,
             identifier=f"probe-{uuid.uuid4().hex[:8]}",
-            protocol=aiomqtt.ProtocolVersion.V5,
+            protocol=self.protocol,
             max_inflight_messages=1000,
+            **self.client_options,
         )
         await self._client.__aenter__()
         await self._client.subscribe(f"{self.base}/#", qos=1)

@@ -146,6 +146,7 @@ ALERTS = vol.Schema(
             vol.Required("policies"): {vol.In(POLICY_NAMES): policy},
             vol.Optional("rate_limits", default={}): {string: RATE_LIMIT},
             vol.Optional("notify_resolved", default=True): boolean,
+            vol.Optional("lease", default=90): integer(2, 3600),
         },
     }
 )
@@ -267,12 +268,18 @@ ROOT = vol.Schema(
 
 
 def validate(config: dict[str, Any]) -> dict[str, Any]:
-    """The validated config, or ConfigError with one `path: reason` per problem."""
+    """The validated config, or ConfigError with one `path: reason` per problem.
+
+    References between sections are checked on the config as written, beside the
+    schema, so that one run reports a wrong type and an unknown recipient group together.
+    """
+    problems: list[str] = []
+    validated: dict[str, Any] = {}
     try:
-        validated: dict[str, Any] = ROOT(config)
+        validated = ROOT(config)
     except vol.MultipleInvalid as err:
-        raise ConfigError(sorted({_describe(e, config) for e in err.errors})) from err
-    problems = _cross_check(validated)
+        problems = sorted({_describe(e, config) for e in err.errors})
+    problems += [p for p in _cross_check(config) if p not in problems]
     if problems:
         raise ConfigError(problems)
     return validated
@@ -313,21 +320,40 @@ def _lookup(config: Any, path: list[Any]) -> tuple[bool, Any]:
 
 
 def _cross_check(config: dict[str, Any]) -> list[str]:
-    """References between sections: policies name channels and recipient groups that exist."""
+    """References between sections: policies name channels and recipient groups that exist.
+
+    Works on the raw config (what is malformed is the schema's to report, and skipped).
+    """
+    problems: list[str] = []
+    _, groups = _lookup(config, ["recipients", "groups"])
+    known_groups = set(groups) if isinstance(groups, dict) else set() if groups is None else None
+    _, policies = _lookup(config, ["alerts", "escalation", "policies"])
+    if not isinstance(policies, dict):
+        return problems
+    for name, pol in policies.items():
+        where = f"alerts.escalation.policies.{name}"
+        levels = pol.get("levels") if isinstance(pol, dict) else pol
+        prefix = f"{where}.levels" if isinstance(pol, dict) else where
+        if not isinstance(levels, list):
+            continue
+        for index, level in enumerate(levels):
+            if isinstance(level, dict):
+                problems += _level_references(level, f"{prefix}[{index}]", known_groups)
+        delays = [level.get("delay", 0) for level in levels if isinstance(level, dict)]
+        valid = all(isinstance(d, int) and not isinstance(d, bool) for d in delays)
+        if valid and delays != sorted(delays):
+            problems.append(f"{where}: level delays must not decrease, got {delays}")
+    return problems
+
+
+def _level_references(level: dict[str, Any], here: str, groups: set[str] | None) -> list[str]:
     problems = []
-    groups = config["recipients"]["groups"] or {}
-    for name, pol in config["alerts"]["escalation"]["policies"].items():
-        for index, level in enumerate(pol["levels"]):
-            here = f"alerts.escalation.policies.{name}[{index}]"
-            for i, channel in enumerate(level["channels"]):
-                if channel not in CHANNEL_SCHEMAS:
-                    problems.append(f"{here}.channels[{i}]: unknown channel {channel!r}")
-            for i, group in enumerate(level["groups"]):
-                if group not in groups:
-                    problems.append(f"{here}.groups[{i}]: unknown recipient group {group!r}")
-        delays = [level["delay"] for level in pol["levels"]]
-        if delays != sorted(delays):
-            problems.append(
-                f"alerts.escalation.policies.{name}: level delays must not decrease, got {delays}"
-            )
+    channels = level.get("channels")
+    for i, channel in enumerate(channels if isinstance(channels, list) else []):
+        if isinstance(channel, str) and channel not in CHANNEL_SCHEMAS:
+            problems.append(f"{here}.channels[{i}]: unknown channel {channel!r}")
+    named = level.get("groups")
+    for i, group in enumerate(named if isinstance(named, list) else []):
+        if isinstance(group, str) and groups is not None and group not in groups:
+            problems.append(f"{here}.groups[{i}]: unknown recipient group {group!r}")
     return problems

@@ -100,6 +100,7 @@ class EscalationSettings:
     policies: dict[str, Policy]
     rate_limits: dict[str, RateLimit]
     notify_resolved: bool
+    lease: int = 90  # seconds claimed work stays with its replica (escalation/delivery.Leases)
 
     def policy_for(self, priority: Priority) -> Policy:
         return self.policies.get(priority.value.lower()) or self.policies["default"]
@@ -214,6 +215,7 @@ class Settings:
                     },
                     rate_limits=rate_limits,
                     notify_resolved=escalation["notify_resolved"],
+                    lease=escalation["lease"],
                 ),
             ),
             channels=cfg["channels"],

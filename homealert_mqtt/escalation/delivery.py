@@ -22,7 +22,33 @@ from homealert_mqtt.store.escalation_store import EscalationStore
 
 _LOGGER = logging.getLogger(__name__)
 
-KEY_LEASE_MS = 60_000  # a delivery key stays "pending" this long if its sender dies
+DEFAULT_LEASE_S = 90  # alerts.escalation.lease
+
+
+@dataclass(frozen=True, slots=True)
+class Leases:
+    """How long claimed work stays with the replica that took it (`alerts.escalation.lease`).
+
+    A claimed batch, resolved notice or held-back digest whose replica dies comes back
+    after `claim_ms`. A delivery key stays `pending` for two thirds of that, so it has
+    expired when the batch comes back (a key still pending would make the batch skip the
+    send, and the level would be lost); one delivery's retries stop at half of it, so a
+    live sender never outlives its key.
+    """
+
+    claim_ms: int = DEFAULT_LEASE_S * 1000
+
+    @classmethod
+    def from_seconds(cls, seconds: float) -> Leases:
+        return cls(int(seconds * 1000))
+
+    @property
+    def key_ms(self) -> int:
+        return self.claim_ms * 2 // 3
+
+    @property
+    def retry_deadline(self) -> float:
+        return self.claim_ms / 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +57,7 @@ class RetryPolicy:
     initial: float = 0.5
     cap: float = 8.0
     attempt_timeout: float = 15.0
-    deadline: float = 45.0  # < KEY_LEASE_MS: a slow retry never outlives its claim
+    deadline: float = 45.0  # and at most Leases.retry_deadline: never outlives the key
 
     def delay(self, attempt: int) -> float:
         ceiling = min(self.cap, self.initial * 2**attempt)
@@ -52,6 +78,7 @@ class Delivery:
     rate_limits: dict[str, RateLimit]
     clock: Clock
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    leases: Leases = field(default_factory=Leases)
     on_sent: list[Callable[[str], None]] = field(default_factory=list)
     on_failed: list[Callable[[str], None]] = field(default_factory=list)
 
@@ -75,7 +102,7 @@ class Delivery:
         channel = self.channels.get(channel_name)
         if channel is None:
             return Outcome("no_channel"), []
-        owned = await self.store.reserve(keys, KEY_LEASE_MS)
+        owned = await self.store.reserve(keys, self.leases.key_ms)
         mine_keys = [k for k, ok in zip(keys, owned, strict=True) if ok]
         mine = [a for a, ok in zip(alert_ids, owned, strict=True) if ok]
         if not mine:
@@ -105,7 +132,7 @@ class Delivery:
     async def _send(self, channel: Channel, recipient: str, message: Message) -> Outcome:
         error = "no attempt"
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry.deadline
+        deadline = loop.time() + min(self.retry.deadline, self.leases.retry_deadline)
         for attempt in range(self.retry.attempts):
             remaining = deadline - loop.time()
             if remaining <= 0:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,6 @@ from homealert_mqtt.store.escalation_store import EscalationStore, Flush, TimerM
 
 _LOGGER = logging.getLogger(__name__)
 
-FLUSH_LEASE_MS = 90_000  # longer than a delivery's retry deadline (delivery.py)
-CLAIM_LEASE_MS = 90_000
 POLL_SECONDS = 0.1  # timers fire within this (plus the work) of their due time
 MAX_CONCURRENT = 64
 
@@ -63,26 +61,27 @@ class EscalationEngine(StateListener):
             while True:
                 self._wake.clear()
                 await self.store.schedule_due(self.digest_ms)
-                for flush in await self.store.claim_flushes(FLUSH_LEASE_MS):
+                lease_ms = self.delivery.leases.claim_ms  # see delivery.Leases
+                for flush in await self.store.claim_flushes(lease_ms):
                     self._spawn(tasks, f"flush:{flush.key}", self._flush(flush))
-                for alert_id, epoch in await self.store.claim_notices(CLAIM_LEASE_MS):
+                for alert_id, epoch in await self.store.claim_notices(lease_ms):
                     self._spawn(tasks, f"notice:{alert_id}", self._notice(alert_id, epoch))
-                for channel, recipient in await self.store.claim_deferred(CLAIM_LEASE_MS):
+                for channel, recipient in await self.store.claim_deferred(lease_ms):
                     self._spawn(
                         tasks, f"deferred:{channel}:{recipient}", self._deferred(channel, recipient)
                     )
                 await self._sleep()
 
-    def _spawn(self, tasks: asyncio.TaskGroup, name: str, work: object) -> None:
+    def _spawn(self, tasks: asyncio.TaskGroup, name: str, work: Coroutine[Any, Any, None]) -> None:
         if name in self._busy:
-            work.close()  # type: ignore[attr-defined]
+            work.close()  # still being worked on here (its lease has not run out)
             return
         self._busy.add(name)
 
         async def guarded() -> None:
             try:
                 async with self._slots:
-                    await work  # type: ignore[misc]
+                    await work
             except Exception:
                 # The lease brings the work back; one bad batch must not stop the pager.
                 _LOGGER.exception("escalation work %s failed; it is retried after its lease", name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from homealert_mqtt.escalation.delivery import Delivery
+from homealert_mqtt.escalation.delivery import Delivery, Leases
 from homealert_mqtt.escalation.engine import EscalationEngine
 from homealert_mqtt.notify.base import ChannelContext
 from homealert_mqtt.notify.registry import close_channels, create_channels
@@ -39,6 +39,7 @@ def add_escalation(service: Service) -> EscalationEngine:
         channels=channels,
         rate_limits=settings.alerts.escalation.rate_limits,
         clock=service.clock,
+        leases=Leases.from_seconds(settings.alerts.escalation.lease),
     )
     engine = EscalationEngine(
         settings=settings.alerts.escalation,

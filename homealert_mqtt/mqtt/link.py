@@ -64,8 +64,13 @@ class InboundLink:
         filters: list[str],  # copied: add_filter() extends our own list
         queue: asyncio.Queue[Inbound],
         on_subscribed: Callable[[bool], Awaitable[None]],
+        *,
+        after: asyncio.Event | None = None,
     ) -> None:
         self._settings = settings
+        # Connect only once this is set (the outbound link): alerts taken in before the
+        # service can publish would lose their events (state is resynced, events are not).
+        self._after = after
         self._resolve = resolve
         self._filters = list(filters)
         self._queue = queue
@@ -87,6 +92,8 @@ class InboundLink:
     async def run(self) -> None:
         backoff = Backoff()
         while True:
+            if self._after is not None:
+                await self._after.wait()
             address = await self._resolve()
             kwargs = client_kwargs(
                 self._settings,
@@ -205,13 +212,13 @@ class OutboundLink:
             kwargs["will"] = aiomqtt.Will(self._status_topic, b"offline", qos=1, retain=True)
             kwargs["max_inflight_messages"] = OUTBOUND_INFLIGHT
             client = aiomqtt.Client(**kwargs)
+            client.pending_calls_threshold = OUTBOUND_INFLIGHT  # a burst is not a warning
             try:
                 async with _connected(client):
                     self._client = client
                     self.connected.set()
                     backoff.reset()
-                    await self._on_connected()
-                    await _wait_disconnected(client)
+                    await _until_disconnected(client, self._on_connected())
             except aiomqtt.MqttError as err:
                 delay = backoff.next_delay()
                 _LOGGER.warning(
@@ -259,6 +266,27 @@ async def _connected(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
     finally:
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
             await asyncio.wait_for(client.__aexit__(None, None, None), DISCONNECT_TIMEOUT)
+
+
+async def _until_disconnected(client: aiomqtt.Client, on_connected: Awaitable[None]) -> None:
+    """Run `on_connected` (the resync) beside waiting for the connection to drop.
+
+    Awaited first, a resync whose connection dies would wait out aiomqtt's publish
+    timeout on a PUBACK that cannot come, and the link would reconnect only after it.
+    """
+    work = asyncio.ensure_future(on_connected)
+    work.add_done_callback(_log_failure)
+    try:
+        await _wait_disconnected(client)
+    finally:
+        _release_pending_publishes(client)
+        work.cancel()
+        await asyncio.wait([work])
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _LOGGER.error("on-connect work failed", exc_info=task.exception())
 
 
 async def _wait_disconnected(client: aiomqtt.Client) -> None:

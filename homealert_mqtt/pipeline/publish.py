@@ -61,16 +61,42 @@ class StatePublisher:
         self._clock = clock
         self.listeners: list[StateListener] = []
         self._summary_due = asyncio.Event()
+        # While a resync runs: the topics published since it began. Its snapshot of them
+        # is older than what was published, so it must not overwrite them.
+        self._fresh: set[str] | None = None
+        self._revs: dict[str, int] = {}  # alert id -> rev of the state last published
+
+    def _newer(self, alert: AlertRecord) -> bool:
+        """False for a snapshot older than the one last published for this alert.
+
+        The pipeline, commands and the escalation engine each publish the snapshot their
+        script returned, and may get to the publish in the other order than they got to
+        Redis; the later state must stay on the retained topic. Checked and recorded
+        right before the publish is handed to the client (no await in between).
+        """
+        if alert.rev < self._revs.get(alert.id, 0):
+            return False
+        self._revs[alert.id] = alert.rev
+        return True
+
+    def _mark_fresh(self, topic: str) -> None:
+        if self._fresh is not None:
+            self._fresh.add(topic)
 
     async def alert(self, alert: AlertRecord, events: Sequence[str] = ()) -> None:
-        await self._publish(self.topics.alert(alert.id), dumps(alert.to_public()), 1, True)
+        current = self._newer(alert)
+        if current:
+            self._mark_fresh(self.topics.alert(alert.id))
+            await self._publish(self.topics.alert(alert.id), dumps(alert.to_public()), 1, True)
         for name in events:
             await self.event(name, alert)
-        for listener in self.listeners:
-            await listener.alert_changed(alert, events)
+        if current:
+            for listener in self.listeners:
+                await listener.alert_changed(alert, events)
         self._summary_due.set()
 
     async def group(self, group: GroupRecord) -> None:
+        self._mark_fresh(self.topics.group(group.id))
         await self._publish(self.topics.group(group.id), dumps(group.to_public()), 1, True)
 
     async def event(self, name: str, alert: AlertRecord | None, **extra: Any) -> None:
@@ -106,10 +132,13 @@ class StatePublisher:
     async def removed(self, alert_ids: Sequence[str], group_ids: Sequence[str]) -> None:
         """Clear retained topics of removed alerts and groups, then forget the clear marks."""
         for alert_id in alert_ids:
+            self._mark_fresh(self.topics.alert(alert_id))
+            self._revs.pop(alert_id, None)
             await self._publish(self.topics.alert(alert_id), b"", 1, True)
             for listener in self.listeners:
                 await listener.alert_removed(alert_id)
         for group_id in group_ids:
+            self._mark_fresh(self.topics.group(group_id))
             await self._publish(self.topics.group(group_id), b"", 1, True)
         await self.store.clears_done(
             [f"alert:{i}" for i in alert_ids] + [f"group:{g}" for g in group_ids]
@@ -134,17 +163,32 @@ class StatePublisher:
                 self._summary_due.set()
 
     async def resync(self) -> None:
-        """Republish every retained topic from Redis (after a restart or reconnect)."""
-        ids = await self.store.stored_ids()
-        for start in range(0, len(ids), 500):
-            for alert in await self.store.get_alerts(ids[start : start + 500]):
-                await self._publish(self.topics.alert(alert.id), dumps(alert.to_public()), 1, True)
-                for listener in self.listeners:
-                    await listener.alert_changed(alert, ())
-        for group_id in await self.store.group_ids():
-            group = await self.store.get_group(group_id)
-            if group is not None:
-                await self.group(group)
+        """Republish every retained topic from Redis (after a restart or reconnect).
+
+        The pipeline keeps publishing meanwhile; a topic it published after this began
+        is skipped (checked just before the publish is handed to the client, so the
+        broker never gets an older snapshot after a newer state).
+        """
+        fresh: set[str] = set()
+        self._fresh = fresh
+        try:
+            ids = await self.store.stored_ids()
+            for start in range(0, len(ids), 500):
+                for alert in await self.store.get_alerts(ids[start : start + 500]):
+                    topic = self.topics.alert(alert.id)
+                    if topic in fresh or not self._newer(alert):
+                        continue
+                    await self._publish(topic, dumps(alert.to_public()), 1, True)
+                    for listener in self.listeners:
+                        await listener.alert_changed(alert, ())
+            for group_id in await self.store.group_ids():
+                group = await self.store.get_group(group_id)
+                topic = self.topics.group(group_id)
+                if group is not None and topic not in fresh:
+                    await self._publish(topic, dumps(group.to_public()), 1, True)
+        finally:
+            if self._fresh is fresh:
+                self._fresh = None
         pending = await self.store.pending_clears()
         await self.removed(
             [p.split(":", 1)[1] for p in pending if p.startswith("alert:")],

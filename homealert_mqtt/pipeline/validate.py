@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +39,9 @@ KNOWN_FIELDS = frozenset(
     }
 )
 _PRIORITY = re.compile(r"^[Pp][1-5]$")
+# Device timestamps must be representable as ISO 8601 UTC when the state is published.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 class Rejected(Exception):
@@ -66,14 +70,40 @@ def parse_alert(payload: bytes, topic_source: str | None, limits: Limits) -> Inc
     except UnicodeDecodeError as err:
         raise Rejected(f"payload is not valid UTF-8 (byte {err.start})") from err
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError as err:
         raise Rejected("payload is nested too deeply") from err
     except ValueError as err:
         raise Rejected(f"payload is not JSON: {err}") from err
     if not isinstance(data, dict):
         raise Rejected(f"payload must be a JSON object, got {_json_type(data)}")
+    if "\\u" in text:
+        _check_encodable(data)
     return _build(data, topic_source)
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259): echoed in state, they would break
+    # every strict consumer of the retained topics.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _check_encodable(data: dict[str, Any]) -> None:
+    """A `\\ud800`-style escape decodes to a lone surrogate, which cannot be encoded
+    as UTF-8 again: it would fail in Redis or in the published state, not here."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise Rejected("payload has an unpaired UTF-16 surrogate escape") from err
+    except RecursionError as err:
+        raise Rejected("payload is nested too deeply") from err
 
 
 def _build(data: dict[str, Any], topic_source: str | None) -> IncomingAlert:
@@ -183,6 +213,12 @@ def _timestamp(value: Any) -> int | None:
         raise Rejected(f"timestamp is not ISO 8601: {value!r}") from err
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    try:
+        in_range = _EARLIEST <= moment <= _LATEST
+    except OverflowError:  # a far offset moves it past year 1 or 9999
+        in_range = False
+    if not in_range:
+        raise Rejected(f"timestamp is outside 1970..9999: {value!r}")
     return int(moment.timestamp() * 1000)
 
 

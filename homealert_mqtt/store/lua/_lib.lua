@@ -63,7 +63,18 @@ end
 
 local function history_add(source, id, event, atype, prio, now, max_entries, max_age)
   local key = k('history', source)
-  redis.call('XADD', key, 'MAXLEN', '~', max_entries, '*',
+  -- Entry ids follow the service's clock, as `at` and the age trim below do (with '*'
+  -- they would follow Redis's, and an injected or skewed clock would trim everything).
+  -- XADD needs them increasing: a clock that went back reuses the last millisecond.
+  local ms, seq = now, 0
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+  if last then
+    local last_ms, last_seq = string.match(last[1], '^(%d+)-(%d+)$')
+    if tonumber(last_ms) >= ms then
+      ms, seq = tonumber(last_ms), tonumber(last_seq) + 1
+    end
+  end
+  redis.call('XADD', key, 'MAXLEN', '~', max_entries, string.format('%d-%d', ms, seq),
     'id', id, 'event', event, 'type', atype, 'priority', prio, 'at', now)
   redis.call('XTRIM', key, 'MINID', '~', tostring(now - max_age))
   redis.call('SADD', k('history_sources'), source)
@@ -100,8 +111,21 @@ local function group_state(gid)
   return {gid, g[1], g[2], g[3], state, best and ('P' .. best) or '', members, g[4] or ''}
 end
 
+-- The alert as a flat list, for a script's reply. Each snapshot a script hands out gets a
+-- higher `rev`: scripts run one at a time, so a higher rev is a later state, and the
+-- publisher drops a snapshot older than one it already published (writers race there).
+-- Redis's clock in microseconds, and never less than the last rev + 1: a Redis that lost
+-- its data (no AOF) and re-creates an alert under the same id still counts upwards.
 local function alert_flat(id)
-  return redis.call('HGETALL', k('alert', id))
+  local key = k('alert', id)
+  if redis.call('EXISTS', key) == 1 then
+    local t = redis.call('TIME')
+    local rev = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    local last = tonumber(redis.call('HGET', key, 'rev') or '0') or 0
+    if last >= rev then rev = last + 1 end
+    redis.call('HSET', key, 'rev', string.format('%.0f', rev))
+  end
+  return redis.call('HGETALL', key)
 end
 
 -- An alert has at most one pending escalation timer, "<id>|<epoch>|<level>|<round>"
