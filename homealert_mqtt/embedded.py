@@ -93,6 +93,9 @@ def mosquitto_conf(port: int, data_dir: Path, *, persistence: bool = True) -> st
         "allow_anonymous true",
         f"max_queued_messages {MAX_QUEUED_MESSAGES}",
         "max_inflight_messages 1000",
+        # Small packets both ways on one connection: without this, Nagle and delayed
+        # ACKs add ~40 ms stalls (measured: paced p50 50 ms -> 3.6 ms).
+        "set_tcp_nodelay true",
         "persistent_client_expiration 14d",
         f"persistence {'true' if persistence else 'false'}",
         f"persistence_location {data_dir}/",

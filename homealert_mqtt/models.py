@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -87,6 +88,7 @@ def next_state(action: str, current: State) -> tuple[str, State] | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)  # a state has ~9 times, mostly the same few
 def iso(ms: int | None) -> str | None:
     """Epoch milliseconds as ISO 8601 UTC (`2026-11-27T07:30:00.123Z`)."""
     if ms is None:

@@ -7,6 +7,7 @@ rather than taking the house's alerting down with it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -200,6 +201,12 @@ class Service:
         await self.outbound.publish(
             self.topics.status, b"online" if online else b"offline", 1, True
         )
+        if online and not self.ready.is_set():
+            # Up: what exists now (modules, clients, settings) lives as long as the
+            # process. Keep it out of the collector's full passes, which otherwise stall
+            # the event loop for 25-60 ms every few seconds under load.
+            gc.collect()
+            gc.freeze()
         if online:
             self.ready.set()
 

@@ -4,7 +4,6 @@ alerts on. Every replica runs it; Redis decides who does what (see store/lua).""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -17,8 +16,8 @@ from homealert_mqtt.escalation.plan import Target, next_step, targets
 from homealert_mqtt.models import AlertRecord, State
 from homealert_mqtt.notify.base import Message
 from homealert_mqtt.notify.templates import NotificationKind, TemplateRenderer
-from homealert_mqtt.pipeline.publish import StateListener, StatePublisher
-from homealert_mqtt.store.escalation_store import EscalationStore, Flush, TimerMember
+from homealert_mqtt.pipeline.publish import StatePublisher
+from homealert_mqtt.store.escalation_store import EscalationStore, Flush, TimerMember, due
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -26,7 +25,7 @@ POLL_SECONDS = 0.1  # timers fire within this (plus the work) of their due time
 MAX_CONCURRENT = 64
 
 
-class EscalationEngine(StateListener):
+class EscalationEngine:
     def __init__(
         self,
         *,
@@ -47,30 +46,62 @@ class EscalationEngine(StateListener):
         self.renderer = renderer
         self.publisher = publisher
         self.clock = clock
-        self._wake = asyncio.Event()
         self._busy: set[str] = set()
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
 
-    # StateListener: a new alert or a resolve wants the loop now, not at the next poll.
-    async def alert_changed(self, alert: AlertRecord, events: Sequence[str]) -> None:
-        if any(e in ("created", "reopened", "resolved") for e in events):
-            self._wake.set()
-
     async def run(self) -> None:
+        # Polled, not woken per alert: a burst costs a few passes, and a pass with
+        # nothing due is one round trip. Level 0 of a new alert is due at once, so it
+        # goes out within POLL_SECONDS.
         async with asyncio.TaskGroup() as tasks:
             while True:
-                self._wake.clear()
-                await self.store.schedule_due(self.digest_ms)
+                heads = await self.store.queue_heads()
+                now = self.clock()
                 lease_ms = self.delivery.leases.claim_ms  # see delivery.Leases
-                for flush in await self.store.claim_flushes(lease_ms):
-                    self._spawn(tasks, f"flush:{flush.key}", self._flush(flush))
-                for alert_id, epoch in await self.store.claim_notices(lease_ms):
-                    self._spawn(tasks, f"notice:{alert_id}", self._notice(alert_id, epoch))
-                for channel, recipient in await self.store.claim_deferred(lease_ms):
-                    self._spawn(
-                        tasks, f"deferred:{channel}:{recipient}", self._deferred(channel, recipient)
-                    )
-                await self._sleep()
+                if due(heads.timers, now):
+                    await self.store.schedule_due(self.digest_ms)
+                if due(heads.timers, now) or due(heads.flushes, now):
+                    await self._claim_flushes(tasks, lease_ms)
+                if due(heads.notices, now):
+                    for alert_id, epoch in await self.store.claim_notices(lease_ms):
+                        self._spawn(tasks, f"notice:{alert_id}", self._notice(alert_id, epoch))
+                if due(heads.deferred, now):
+                    for channel, recipient in await self.store.claim_deferred(lease_ms):
+                        self._spawn(
+                            tasks,
+                            f"deferred:{channel}:{recipient}",
+                            self._deferred(channel, recipient),
+                        )
+                await self._sleep(heads.first(), now)
+
+    async def _claim_flushes(self, tasks: asyncio.TaskGroup, lease_ms: int) -> None:
+        quiet = []
+        for flush in await self.store.claim_flushes(lease_ms):
+            if self._targets(flush):
+                self._spawn(tasks, f"flush:{flush.key}", self._flush(flush))
+            else:
+                quiet.append(flush)
+        if quiet:
+            await self._complete_quiet(quiet)
+
+    def _targets(self, flush: Flush) -> list[Target]:
+        """Who the batch goes to on channels that are enabled (a disabled channel warned
+        once at start; its recipients are skipped)."""
+        alerts = [alert for _, alert in flush.steps]
+        found = targets(self.settings, self.recipients, alerts, flush.level)
+        return [t for t in found if t.channel in self.delivery.channels]
+
+    async def _complete_quiet(self, flushes: list[Flush]) -> None:
+        """Batches nobody is notified of (no enabled channel at that level) still move
+        their alerts on; all of them in one round trip."""
+        now = self.clock()
+        batches = [
+            (flush, [(m, next_step(self.settings, a, m, now)) for m, a in flush.steps])
+            for flush in flushes
+        ]
+        for moved in await self.store.complete_flushes(batches, self.digest_ms):
+            for alert, rule in moved:
+                await self.publisher.alert(alert, ["escalated"] if rule == "T2" else [])
 
     def _spawn(self, tasks: asyncio.TaskGroup, name: str, work: Coroutine[Any, Any, None]) -> None:
         if name in self._busy:
@@ -90,15 +121,11 @@ class EscalationEngine(StateListener):
 
         tasks.create_task(guarded())
 
-    async def _sleep(self) -> None:
-        upcoming = await self.store.next_due()
+    async def _sleep(self, first_due: int | None, now: int) -> None:
         wait = POLL_SECONDS
-        if upcoming is not None:
-            wait = min(POLL_SECONDS, max(0.0, (upcoming - self.clock()) / 1000))
-        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(wait):
-                await self._wake.wait()
+        if first_due is not None and first_due > now:
+            wait = min(POLL_SECONDS, (first_due - now) / 1000)
+        await asyncio.sleep(wait)
 
     # -- a batch of one group at one level
     async def _flush(self, flush: Flush) -> None:
@@ -107,12 +134,8 @@ class EscalationEngine(StateListener):
             record = await self.publisher.store.get_group(flush.group_id)
             group = record.to_public() if record else None
         batch = _Batch(flush, group, self.renderer)
-        alerts = [alert for _, alert in flush.steps]
         results = await asyncio.gather(
-            *(
-                self._deliver_target(batch, target)
-                for target in targets(self.settings, self.recipients, alerts, flush.level)
-            )
+            *(self._deliver_target(batch, target) for target in self._targets(flush))
         )
         now = self.clock()
         steps = [

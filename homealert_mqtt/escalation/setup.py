@@ -58,7 +58,6 @@ def add_escalation(service: Service) -> EscalationEngine:
         finally:
             await close_channels(channels)
 
-    service.add_listener(engine)
     service.add_task(run_escalation)
     service.escalation = engine
     return engine

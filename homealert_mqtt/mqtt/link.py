@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
 
 from homealert_mqtt.config.settings import MqttSettings
 from homealert_mqtt.mqtt.backoff import Backoff
@@ -24,7 +26,11 @@ from homealert_mqtt.mqtt.client_options import client_kwargs
 
 _LOGGER = logging.getLogger(__name__)
 
-OUTBOUND_INFLIGHT = 1000  # aiomqtt's default of 20 in-flight QoS 1 publishes throttles batching
+# Publishes awaiting their PUBACK before publish() waits: at most the broker's Receive
+# Maximum (Mosquitto's max_inflight_messages). Counted here, not by paho, whose own
+# window scans every message in flight on each PUBACK.
+OUTBOUND_INFLIGHT = 1000
+INBOUND_READ_MAX = 128  # packets read per wake-up of the event loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,7 @@ class InboundLink:
             client = aiomqtt.Client(**kwargs)
             paho_client: paho.Client = client._client  # noqa: SLF001
             paho_client.manual_ack_set(True)
+            _read_what_arrived(paho_client)
             self.generation += 1
             generation = self.generation
             paho_client.on_message = self._receiver(generation)
@@ -186,17 +193,41 @@ class OutboundLink:
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.dropped = 0
+        self._unacked: set[int] = set()  # message ids of our publishes awaiting a PUBACK
+        self._room = asyncio.Event()
 
     async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Hand a message to the connection without waiting for its PUBACK: the broker
+        keeps the order, and what a lost connection had in flight is republished by the
+        resync. Waits only while OUTBOUND_INFLIGHT publishes are unacknowledged."""
         client = self._client
+        while client is not None and len(self._unacked) >= OUTBOUND_INFLIGHT:
+            self._room.clear()
+            await self._room.wait()
+            client = self._client
         if client is None:
             self.dropped += 1
             return
-        try:
-            await client.publish(topic, payload, qos=qos, retain=retain, timeout=30)
-        except aiomqtt.MqttError as err:
+        info = client._client.publish(topic, payload, qos=qos, retain=retain)  # noqa: SLF001
+        if info.rc != paho.MQTT_ERR_SUCCESS:
             self.dropped += 1
-            _LOGGER.debug("publish to %s failed: %s", topic, err)
+            _LOGGER.debug("publish to %s failed: %s", topic, paho.error_string(info.rc))
+        else:
+            self._unacked.add(info.mid)
+
+    def _count_acks(self, client: aiomqtt.Client) -> None:
+        paho_client: paho.Client = client._client  # noqa: SLF001
+        aiomqtt_on_publish = paho_client.on_publish
+        self._unacked.clear()
+
+        def on_publish(*args: Any) -> None:  # (client, userdata, mid, reason, properties)
+            self._unacked.discard(args[2])
+            if len(self._unacked) < OUTBOUND_INFLIGHT // 2:
+                self._room.set()
+            if aiomqtt_on_publish is not None:
+                aiomqtt_on_publish(*args)
+
+        paho_client.on_publish = on_publish
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -210,8 +241,9 @@ class OutboundLink:
                 persistent=False,
             )
             kwargs["will"] = aiomqtt.Will(self._status_topic, b"offline", qos=1, retain=True)
-            kwargs["max_inflight_messages"] = OUTBOUND_INFLIGHT
+            kwargs["max_inflight_messages"] = 0  # no paho window: see OUTBOUND_INFLIGHT
             client = aiomqtt.Client(**kwargs)
+            self._count_acks(client)
             client.pending_calls_threshold = OUTBOUND_INFLIGHT  # a burst is not a warning
             try:
                 async with _connected(client):
@@ -236,6 +268,7 @@ class OutboundLink:
                 self._client = None
                 self.connected.clear()
                 _release_pending_publishes(client)
+                self._room.set()  # a publish waiting for room sees that the link is down
 
     async def close(self) -> None:
         """A clean shutdown says `offline` itself (the will only fires on a lost connection)."""
@@ -287,6 +320,27 @@ async def _until_disconnected(client: aiomqtt.Client, on_connected: Awaitable[No
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         _LOGGER.error("on-connect work failed", exc_info=task.exception())
+
+
+def _read_what_arrived(client: paho.Client) -> None:
+    """On a connection that only receives, paho's loop_read() reads one packet, so the
+    event loop would take in one alert per iteration (and the pipeline would see batches
+    of a few). Read on while the socket has more, up to INBOUND_READ_MAX packets."""
+    read_one = client.loop_read
+
+    def loop_read(max_packets: int = 1) -> MQTTErrorCode:  # paho's signature
+        rc = read_one()
+        for _ in range(INBOUND_READ_MAX - 1):
+            sock = client.socket()
+            if rc != paho.MQTT_ERR_SUCCESS or sock is None:
+                break
+            pending = getattr(sock, "pending", None)  # TLS may hold decrypted bytes
+            if not (pending and pending()) and not select.select([sock], [], [], 0)[0]:
+                break
+            rc = read_one()
+        return rc
+
+    client.loop_read = loop_read  # type: ignore[method-assign]
 
 
 async def _wait_disconnected(client: aiomqtt.Client) -> None:

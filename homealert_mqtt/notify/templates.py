@@ -13,6 +13,7 @@ import json
 import logging
 import operator
 import re
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -273,6 +274,28 @@ class TemplateRenderer:
         return out
 
 
+# Compiled template -> the name it statically extends. Keyed by the Template object that
+# the environment's cache hands out, so a template file changed on disk (auto_reload
+# gives a new object) is parsed again; the weak keys let evicted templates go.
+_PARENTS: weakref.WeakKeyDictionary[Template, str | None] = weakref.WeakKeyDictionary()
+
+
+def _parent_of(env: _Sandbox, name: str, template: Template) -> str | None:
+    """The static `{% extends "..." %}` of `template`, parsed once per loaded template."""
+    try:
+        return _PARENTS[template]
+    except KeyError:
+        pass
+    if env.loader is None:  # always set by TemplateRenderer
+        raise RuntimeError("template environment without a loader")
+    source, filename, _ = env.loader.get_source(env, name)
+    extends = env.parse(source, name, filename).find(nodes.Extends)
+    parent = extends.template if extends is not None else None
+    found = parent.value if isinstance(parent, nodes.Const) else None
+    _PARENTS[template] = found
+    return found
+
+
 def _chain(env: _Sandbox, name: str) -> list[Template]:
     """The template and its ancestors by static `{% extends "..." %}`, nearest first."""
     chain: list[Template] = []
@@ -280,13 +303,9 @@ def _chain(env: _Sandbox, name: str) -> list[Template]:
     current: str | None = name
     while current is not None and current not in seen and len(chain) < 8:
         seen.add(current)
-        chain.append(env.get_template(current))
-        if env.loader is None:  # always set by TemplateRenderer
-            raise RuntimeError("template environment without a loader")
-        source, filename, _ = env.loader.get_source(env, current)
-        extends = env.parse(source, current, filename).find(nodes.Extends)
-        parent = extends.template if extends is not None else None
-        current = parent.value if isinstance(parent, nodes.Const) else None
+        template = env.get_template(current)
+        chain.append(template)
+        current = _parent_of(env, current, template)
     return chain
 
 

@@ -10,7 +10,6 @@ answered on `<base>/error` and acknowledged, so it never blocks those behind it.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -140,11 +139,11 @@ class Ingest:
         for prepared in run:
             ack(prepared.message)
         created = False
-        publishes = []
+        # In order, one after the other: a publish does not wait for its PUBACK, so a
+        # task per alert (gather) would only add overhead.
         for prepared, result in zip(run, results, strict=True):
             created = created or result.outcome in ("created", "reopened")
-            publishes.append(self._publish_result(prepared, result))
-        await asyncio.gather(*publishes)
+            await self._publish_result(prepared, result)
         elapsed = time.perf_counter() - started
         for observe in self.batch_observers:
             observe(len(run), elapsed)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from homealert_mqtt.config.settings import AlertSettings
 from homealert_mqtt.models import AlertRecord, GroupRecord, Priority, Summary
@@ -152,7 +153,12 @@ class AlertStore:
                 ],
                 client=pipe,
             )
-        replies = await pipe.execute()
+        pipe.scripts.clear()  # no SCRIPT EXISTS round trip before every batch: NOSCRIPT below
+        try:
+            replies = await pipe.execute()
+        except NoScriptError:  # Redis restarted or was flushed: nothing ran. Load, run again.
+            await self.redis.script_load(self.scripts.ingest.script)
+            return await self.ingest_many(requests)
         return [
             IngestResult(
                 outcome=as_str(outcome),

@@ -67,6 +67,22 @@ class NextStep:
     due: int
 
 
+@dataclass(frozen=True, slots=True)
+class QueueHeads:
+    timers: int | None
+    flushes: int | None
+    notices: int | None
+    deferred: int | None
+
+    def first(self) -> int | None:
+        found = [t for t in (self.timers, self.flushes, self.notices, self.deferred) if t]
+        return min(found) if found else None
+
+
+def due(head: int | None, now: int) -> bool:
+    return head is not None and head <= now
+
+
 def recipient_hash(recipient: str) -> str:
     return hashlib.blake2b(recipient.encode(), digest_size=8).hexdigest()
 
@@ -105,35 +121,47 @@ class EscalationStore:
         next_steps: Sequence[tuple[TimerMember, NextStep | None]],
         digest_ms: int,
     ) -> list[tuple[AlertRecord, str]]:
-        args: list[Any] = [
-            self.clock(),
-            self.alerts.lua_settings,
-            flush.key,
-            digest_ms,
-            len(next_steps),
-        ]
-        for member, step in next_steps:
-            if step is None:
-                args += [str(member), "", "", ""]
-            else:
-                args += [str(member), step.level, step.round, step.due]
-        raw = await self.scripts.complete_flush(keys=[self.keys.prefix], args=args)
-        moved = []
-        for flat, rule in raw:
-            alert = alert_from_lua(flat)
-            if alert is not None:
-                moved.append((alert, as_str(rule)))
-        return moved
+        return (await self.complete_flushes([(flush, next_steps)], digest_ms))[0]
 
-    async def next_due(self) -> int | None:
-        """The earliest timer or flush due time, for the scheduler's sleep."""
+    async def complete_flushes(
+        self,
+        batches: Sequence[tuple[Flush, Sequence[tuple[TimerMember, NextStep | None]]]],
+        digest_ms: int,
+    ) -> list[list[tuple[AlertRecord, str]]]:
+        """complete_flush.lua for each batch, pipelined: one round trip for them all."""
+        now = self.clock()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zrange(self.keys.timers, 0, 0, withscores=True)
-        pipe.zrange(self.keys.flushes, 0, 0, withscores=True)
-        pipe.zrange(self.keys.notices, 0, 0, withscores=True)
-        pipe.zrange(self.keys.deferred_queue, 0, 0, withscores=True)
-        found = [int(rows[0][1]) for rows in await pipe.execute() if rows]
-        return min(found) if found else None
+        for flush, next_steps in batches:
+            args: list[Any] = [now, self.alerts.lua_settings, flush.key, digest_ms, len(next_steps)]
+            for member, step in next_steps:
+                if step is None:
+                    args += [str(member), "", "", ""]
+                else:
+                    args += [str(member), step.level, step.round, step.due]
+            await self.scripts.complete_flush(keys=[self.keys.prefix], args=args, client=pipe)
+        results = []
+        for raw in await pipe.execute():
+            moved = []
+            for flat, rule in raw:
+                alert = alert_from_lua(flat)
+                if alert is not None:
+                    moved.append((alert, as_str(rule)))
+            results.append(moved)
+        return results
+
+    async def queue_heads(self) -> QueueHeads:
+        """When the first entry of each escalation queue is due: one round trip that
+        tells the loop what to do now and how long it may sleep."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in (
+            self.keys.timers,
+            self.keys.flushes,
+            self.keys.notices,
+            self.keys.deferred_queue,
+        ):
+            pipe.zrange(key, 0, 0, withscores=True)
+        heads = [int(rows[0][1]) if rows else None for rows in await pipe.execute()]
+        return QueueHeads(*heads)
 
     # -- delivery keys: one per (alert, level, round, channel, recipient)
     def delivery_key(self, member: TimerMember, channel: str, recipient: str) -> str:
