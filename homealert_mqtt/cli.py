@@ -114,7 +114,8 @@ def _check_config(path: str | None) -> int:
         print_problems(path, err)
         return 1
     where = path or "built-in defaults"
-    print(f"{where}: OK (broker {settings.mqtt.safe_url()}, Redis {settings.redis.safe_url()})")
+    broker = "auto (zeroconf)" if settings.mqtt.discover else settings.mqtt.safe_url()
+    print(f"{where}: OK (broker {broker}, Redis {settings.redis.safe_url()})")
     return 0
 
 
