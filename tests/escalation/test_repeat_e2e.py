@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from homealert_mqtt.models import iso
 from tests.conftest import FakeClock
 from tests.escalation.conftest import PEOPLE
 from tests.escalation.sends import sends, settle, wait_sends
@@ -47,6 +48,7 @@ async def test_repeat_resends_the_last_level_until_ack(
     clock.advance(60)
     await wait_sends(smtp, http, 2)  # level 1
     await probe.state(alert_id, lambda s: s["state"] == "escalated" and s["next_escalation_at"])
+    await _completed(probe, alert_id, clock)
     for rounds in (1, 2, 3):
         clock.advance(29)
         await settle()
@@ -55,6 +57,7 @@ async def test_repeat_resends_the_last_level_until_ack(
         rows = await wait_sends(smtp, http, 2 + rounds)
         assert rows[-1].recipient == MANAGER
         assert alert_id in rows[-1].text
+        await _completed(probe, alert_id, clock)
     last = probe.last(f"{probe.base}/alert/{alert_id}")
     assert last is not None
     state = last.json()
@@ -69,3 +72,10 @@ async def test_repeat_resends_the_last_level_until_ack(
         await settle(0.3)
     await settle()
     assert Counter(r.recipient for r in sends(smtp, http)) == {ONCALL: 1, MANAGER: 4}
+
+
+async def _completed(probe: Probe, alert_id: str, clock: FakeClock) -> None:
+    """The send was recorded and the next round scheduled at the current (fake) time:
+    moving the clock before that would push the next round later than the test counts."""
+    now = iso(clock.now)
+    await probe.state(alert_id, lambda s: s["last_notified_at"] == now)
