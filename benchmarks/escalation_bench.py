@@ -186,36 +186,12 @@ class Bench:
 
     # -- processes
     def start_servers(self) -> None:
-        from homealert_mqtt.embedded import (  # noqa: PLC0415
-            find_mosquitto,
-            find_redis_server,
-            free_port,
-            mosquitto_conf,
-            redis_args,
-            spawn,
-            wait_for_port,
-        )
+        from bench_servers import start_servers  # noqa: PLC0415 - beside this script
 
-        redis_bin, mosquitto = find_redis_server(), find_mosquitto()
-        if not redis_bin or not mosquitto:
-            raise SystemExit("needs redis-server and mosquitto (apt-get install both)")
-        self.redis_port, self.mqtt_port = free_port(), free_port()
-        (self.tmp / "redis").mkdir()
-        (self.tmp / "mosquitto").mkdir()
-        # Redis as a house runs it (docker/): AOF on, fsync every second.
-        self.redis_proc = spawn(
-            redis_args(redis_bin, self.redis_port, self.tmp / "redis"), self.tmp / "redis.log"
-        )
-        self.children.append(self.redis_proc)
-        conf = self.tmp / "mosquitto.conf"
-        text = mosquitto_conf(self.mqtt_port, self.tmp / "mosquitto", persistence=False)
-        if "max_queued_messages 100000" not in text:
-            text += "max_queued_messages 100000\n"
-        conf.write_text(text)
-        self.broker_proc = spawn([mosquitto, "-c", str(conf)], self.tmp / "mosquitto.log")
-        self.children.append(self.broker_proc)
-        wait_for_port(self.redis_port, self.redis_proc)
-        wait_for_port(self.mqtt_port, self.broker_proc)
+        servers = start_servers(self.tmp)
+        self.children += [servers.redis, servers.broker]
+        self.redis_proc, self.broker_proc = servers.redis, servers.broker
+        self.redis_port, self.mqtt_port = servers.redis_port, servers.mqtt_port
 
     def start_sink(self) -> None:
         self.sink_proc = subprocess.Popen(

@@ -273,38 +273,16 @@ class Bench:
 
     # -- servers
     def start_servers(self) -> None:
-        from homealert_mqtt.embedded import (  # noqa: PLC0415
-            find_mosquitto,
-            find_redis_server,
-            free_port,
-            mosquitto_conf,
-            redis_args,
-            spawn,
-            wait_for_port,
-        )
+        from bench_servers import start_servers  # noqa: PLC0415 - beside this script
 
-        redis_bin, mosquitto = find_redis_server(), find_mosquitto()
-        if not redis_bin or not mosquitto:
-            raise SystemExit("needs redis-server and mosquitto (apt-get install both)")
-        self.redis_port, self.mqtt_port = free_port(), free_port()
-        (self.tmp / "redis").mkdir()
-        (self.tmp / "mosquitto").mkdir()
-        # Redis as a house runs it: AOF on, fsync every second (the Redis default).
-        redis = spawn(
-            redis_args(redis_bin, self.redis_port, self.tmp / "redis"), self.tmp / "redis.log"
-        )
-        self.children.append(redis)
-        conf = self.tmp / "mosquitto.conf"
-        # The project's broker settings: max_queued_messages 100000, max_inflight 1000.
-        text = mosquitto_conf(self.mqtt_port, self.tmp / "mosquitto", persistence=False)
-        conf.write_text(text + "".join(f"{line}\n" for line in self.args.broker_conf))
-        broker = spawn([mosquitto, "-c", str(conf)], self.tmp / "mosquitto.log")
-        self.children.append(broker)
-        self.redis_proc, self.broker_proc = redis, broker
-        wait_for_port(self.redis_port, redis)
-        wait_for_port(self.mqtt_port, broker)
+        servers = start_servers(self.tmp, self.args.broker_conf)
+        self.children += [servers.redis, servers.broker]
+        self.redis_proc, self.broker_proc = servers.redis, servers.broker
+        self.redis_port, self.mqtt_port = servers.redis_port, servers.mqtt_port
         queued = [
-            line.split()[1] for line in text.splitlines() if line.startswith("max_queued_messages")
+            line.split()[1]
+            for line in servers.broker_conf.splitlines()
+            if line.startswith("max_queued_messages")
         ]
         if not queued or int(queued[-1]) < 4 * self.args.alerts:
             _fail(f"the broker's max_queued_messages ({queued}) is too small for the burst")
