@@ -7,6 +7,7 @@ rather than taking the house's alerting down with it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
@@ -30,6 +31,7 @@ from homealert_mqtt.pipeline.validate import Limits
 from homealert_mqtt.redis_client import make_redis, wait_for_redis
 from homealert_mqtt.store.alert_store import AlertStore
 from homealert_mqtt.store.keys import Keys
+from homealert_mqtt.store.sessions import BrokerSessions
 from homealert_mqtt.topics import Topics
 
 _LOGGER = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class Service:
             self.queue,
             self._inbound_changed,
             after=self.outbound.connected,
+            sessions=BrokerSessions(self.redis, self.keys, settings.mqtt.client_id),
         )
         self.publisher = StatePublisher(self.topics, self.store, self.outbound.publish, clock)
         self.commands = CommandHandler(self.store, self.publisher)
@@ -281,12 +284,4 @@ class Service:
 
 
 def _as_retry(message: Inbound) -> Inbound:
-    return Inbound(
-        topic=message.topic,
-        payload=message.payload,
-        qos=message.qos,
-        mid=message.mid,
-        dup=True,
-        retain=message.retain,
-        generation=message.generation,
-    )
+    return dataclasses.replace(message, dup=True)

@@ -14,7 +14,7 @@ import logging
 import select
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -42,6 +42,9 @@ class Inbound:
     dup: bool
     retain: bool
     generation: int  # which connection delivered it; acks only go back on that one
+    # Which broker session delivered it: packet ids restart with a new session, so the
+    # redelivery check (ingest.lua) keeps its packet-id digests per session.
+    session: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,14 @@ class BrokerAddress:
 
 
 Resolver = Callable[[], Awaitable[BrokerAddress]]
+
+
+class Sessions(Protocol):
+    """Numbers the broker sessions of this client id (kept in Redis across restarts)."""
+
+    async def current(self) -> int: ...
+
+    async def fresh(self, previous: int) -> int: ...
 
 
 def static_resolver(settings: MqttSettings) -> Resolver:
@@ -72,8 +83,12 @@ class InboundLink:
         on_subscribed: Callable[[bool], Awaitable[None]],
         *,
         after: asyncio.Event | None = None,
+        sessions: Sessions | None = None,
     ) -> None:
         self._settings = settings
+        self._sessions = sessions
+        self._session = 0
+        self._session_present = False
         # Connect only once this is set (the outbound link): alerts taken in before the
         # service can publish would lose their events (state is resynced, events are not).
         self._after = after
@@ -115,9 +130,17 @@ class InboundLink:
             self.generation += 1
             generation = self.generation
             paho_client.on_message = self._receiver(generation)
+            self._watch_session(paho_client)
+            if self._sessions is not None:
+                # Before connecting: a resumed session redelivers right after CONNACK.
+                self._session = await self._sessions.current()
             try:
                 async with _connected(client):
                     self._client = client
+                    if self._sessions is not None and not self._session_present:
+                        # The broker kept nothing: packet ids start again at 1, and the
+                        # old session's digests must not match the new session's messages.
+                        self._session = await self._sessions.fresh(self._session)
                     await self._subscribe(client)
                     backoff.reset()
                     self.connected.set()
@@ -157,6 +180,16 @@ class InboundLink:
             topics.append((name, 1))
         await client.subscribe(topics)
 
+    def _watch_session(self, paho_client: paho.Client) -> None:
+        aiomqtt_on_connect = paho_client.on_connect
+
+        def on_connect(*args: Any) -> None:  # (client, userdata, flags, reason, properties)
+            self._session_present = bool(getattr(args[2], "session_present", False))
+            if aiomqtt_on_connect is not None:
+                aiomqtt_on_connect(*args)
+
+        paho_client.on_connect = on_connect
+
     def _receiver(self, generation: int) -> Callable[[paho.Client, Any, paho.MQTTMessage], None]:
         def on_message(_client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
             # Called on the event loop's thread (aiomqtt reads the socket there).
@@ -169,6 +202,7 @@ class InboundLink:
                     dup=bool(msg.dup),
                     retain=bool(msg.retain),
                     generation=generation,
+                    session=self._session,
                 )
             )
 

@@ -122,7 +122,7 @@ class Ingest:
             group_key_hash=group.key_hash if group else "",
             group_key_text=group.key_text if group else "",
             base_group_id=group.base_group_id if group else "",
-            client_id=self.client_id,
+            client_id=f"{self.client_id}.{message.session}",
             mid=message.mid if message.qos > 0 else 0,
             dup=message.dup,
             digest=hashlib.blake2b(

@@ -63,8 +63,12 @@ class Keys:
     def clear_pending(self) -> str:
         return self._k("clear")  # set: "alert:<id>" / "group:<id>" whose topics await clearing
 
-    def seen(self, client_id: str) -> str:
-        return self._k("seen", client_id)  # hash: packet id -> digest of the last message
+    def seen(self, client_session: str) -> str:
+        # hash: packet id -> digest of the last message, per "<client id>.<session>"
+        return self._k("seen", client_session)
+
+    def session(self, client_id: str) -> str:
+        return self._k("session", client_id)  # counter: this client id's broker sessions
 
     def history(self, source: str) -> str:
         return self._k("history", source)  # stream: per-source alert events

@@ -102,7 +102,11 @@ async def test_two_replicas_page_each_alert_once_per_level(
     # Each replica took alerts off the shared subscription and sent some of the SMS.
     redis = replicas[0].service.redis
     keys = replicas[0].service.keys
-    ingested = [await redis.hlen(keys.seen(name)) for name in names]
+    # Packet-id digests are kept per "<client id>.<broker session>".
+    sessions = [int(await redis.get(keys.session(name)) or 0) for name in names]
+    ingested = [
+        await redis.hlen(keys.seen(f"{name}.{n}")) for name, n in zip(names, sessions, strict=True)
+    ]
     assert all(n > 0 for n in ingested), ingested
     assert set(sent) == set(names), sent
     assert sum(sent.values()) == 2 * ALERTS
