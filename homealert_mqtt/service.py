@@ -87,6 +87,9 @@ class Service:
         self.ready = asyncio.Event()
         self._beat_now = asyncio.Event()  # a connection changed: tell `health` at once
         self.redis_ok = False
+        # Set on any Redis failure: a script may have committed and lost its reply, so
+        # its state change never reached MQTT. The heartbeat resyncs once Redis is back.
+        self._redis_lost = False
         self.escalation: Any = None  # the EscalationEngine, once escalation/setup.py added it
 
     # -- seams for optional parts (Home Assistant, escalation, metrics): call before run()
@@ -180,6 +183,7 @@ class Service:
                 return
             except (RedisError, OSError) as err:
                 self.redis_ok = False
+                self._redis_lost = True
                 delay = backoff.next_delay()
                 _LOGGER.warning("%s: Redis unavailable (%s); retrying in %.1f s", name, err, delay)
             except Exception:
@@ -230,6 +234,7 @@ class Service:
                 except (RedisError, OSError) as err:
                     # Not acknowledged, so not lost: retry the rest, marked as redelivered
                     # so that a commit whose reply was lost is not counted twice.
+                    self._redis_lost = True
                     batch = [_as_retry(m) for m in batch if id(m) not in acked]
                     # Ids of freed messages can be reused by the next copies: start over.
                     acked.clear()
@@ -278,6 +283,10 @@ class Service:
             )
             await self.redis.expire(key, HEARTBEAT_TTL)
             self.redis_ok = True
+            if self._redis_lost and self.outbound.connected.is_set():
+                self._redis_lost = False
+                _LOGGER.info("Redis is back: republishing state")
+                await self.publisher.resync()
             with suppress(TimeoutError):
                 async with asyncio.timeout(HEARTBEAT_INTERVAL):
                     await self._beat_now.wait()
