@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -82,7 +83,8 @@ def make_settings(
                 "client_id": f"svc-{unique}",
             },
             "redis": {"url": redis_url or redis_server.url, "key_prefix": f"t{unique}"},
-            "channels": QUIET_CHANNELS,
+            # A copy: deep_update below changes nested dicts in place.
+            "channels": copy.deepcopy(QUIET_CHANNELS),
             "homeassistant": {"discovery": False},
         }
         deep_update(config, extra or {})

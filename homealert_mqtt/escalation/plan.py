@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from homealert_mqtt.config.settings import EscalationSettings, Level, Policy
-from homealert_mqtt.models import AlertRecord
+from homealert_mqtt.models import AlertRecord, Priority
 from homealert_mqtt.store.escalation_store import NextStep, TimerMember
 
 # The mqtt channel addresses a recipient group by its name (<base>/notify/<group>).
@@ -58,3 +58,33 @@ def next_step(
     if policy.repeat:
         return NextStep(member.level, member.round + 1, now + policy.repeat * 1000)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """How a new alert of one priority starts: `quiet` when its level 0 reaches nobody
+    (no enabled channel, no address), so ingest can make it active at once instead of
+    leaving that to an escalation pass; `next_delay_ms` is then when level 1 is due."""
+
+    quiet: bool
+    next_delay_ms: int | None
+
+
+def start_plan(
+    escalation: EscalationSettings,
+    recipients: Mapping[str, Mapping[str, Iterable[str]]],
+    enabled: Collection[str],
+) -> dict[Priority, Start]:
+    plan = {}
+    for priority in Priority:
+        policy = escalation.policy_for(priority)
+        first = policy.levels[0]
+        reaches = any(
+            channel in enabled
+            and (channel in GROUP_ADDRESSED or any(recipients.get(group, {}).get(channel, ())))
+            for channel in first.channels
+            for group in first.groups
+        )
+        following = policy.levels[1].delay * 1000 if len(policy.levels) > 1 else None
+        plan[priority] = Start(quiet=not reaches, next_delay_ms=following)
+    return plan

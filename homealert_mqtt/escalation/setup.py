@@ -7,6 +7,7 @@ from pathlib import Path
 
 from homealert_mqtt.escalation.delivery import Delivery, Leases
 from homealert_mqtt.escalation.engine import EscalationEngine
+from homealert_mqtt.escalation.plan import start_plan
 from homealert_mqtt.notify.base import ChannelContext
 from homealert_mqtt.notify.registry import close_channels, create_channels
 from homealert_mqtt.notify.templates import TemplateRenderer, TemplatesConfig
@@ -59,5 +60,8 @@ def add_escalation(service: Service) -> EscalationEngine:
             await close_channels(channels)
 
     service.add_task(run_escalation)
+    service.ingest.start_plan = start_plan(
+        settings.alerts.escalation, settings.recipients, set(channels)
+    )
     service.escalation = engine
     return engine

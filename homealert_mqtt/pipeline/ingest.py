@@ -14,11 +14,12 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from homealert_mqtt.config.settings import AlertSettings
-from homealert_mqtt.models import AlertRecord
+from homealert_mqtt.escalation.plan import Start
+from homealert_mqtt.models import AlertRecord, Priority
 from homealert_mqtt.mqtt.link import Inbound
 from homealert_mqtt.pipeline.commands import CommandHandler
 from homealert_mqtt.pipeline.fingerprint import group_identity, identify
@@ -61,6 +62,8 @@ class Ingest:
         self.on_created = on_created
         self.other_topics = other_topics
         self.batch_observers: list[Callable[[int, float], None]] = []
+        # Set by the escalation engine's setup: which priorities start quiet.
+        self.start_plan: Mapping[Priority, Start] = {}
 
     async def handle(self, batch: Sequence[Inbound], ack: Callable[[Inbound], None]) -> None:
         """Process a batch in arrival order: runs of alerts pipelined, commands one by one.
@@ -106,6 +109,8 @@ class Ingest:
         identity = identify(alert, self.settings.dedup.attributes)
         grouping = self.settings.grouping
         group = group_identity(alert, grouping.attributes) if grouping.enabled else None
+        priority = prioritise(alert, self.settings.priorities, self.settings.default_priority)
+        start = self.start_plan.get(priority)
         request = IngestRequest(
             fingerprint=identity.fingerprint,
             base_id=identity.base_id,
@@ -113,9 +118,7 @@ class Ingest:
             source=alert.source,
             type=alert.type,
             severity=alert.severity or "",
-            priority=prioritise(
-                alert, self.settings.priorities, self.settings.default_priority
-            ).value,
+            priority=priority.value,
             message=alert.message,
             attributes_json=json.dumps(alert.attributes, ensure_ascii=False),
             timestamp_ms=alert.timestamp_ms,
@@ -128,6 +131,8 @@ class Ingest:
             digest=hashlib.blake2b(
                 message.topic.encode() + b"\x00" + message.payload, digest_size=12
             ).hexdigest(),
+            quiet_start=start is not None and start.quiet,
+            next_delay_ms=start.next_delay_ms if start is not None else None,
         )
         return Prepared(message, request)
 

@@ -39,6 +39,9 @@ class IngestRequest:
     mid: int
     dup: bool
     digest: str
+    # Level 0 reaches nobody: start `active`, with level 1's timer (see escalation/plan.py).
+    quiet_start: bool = False
+    next_delay_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,8 @@ class AlertStore:
                     req.mid,
                     "1" if req.dup else "0",
                     req.digest,
+                    "1" if req.quiet_start else "0",
+                    "" if req.next_delay_ms is None else req.next_delay_ms,
                 ],
                 client=pipe,
             )

@@ -28,7 +28,9 @@ async def test_alert_creates_retained_state_group_summary_and_event(
     alert_id = event["id"]
     assert ID.match(alert_id)
     state = await probe.state(alert_id, lambda s: True)
-    assert state["state"] == "new"
+    # Nobody is notified at level 0 here (channels off): the alert starts active.
+    assert state["state"] == "active"
+    assert state["escalation_level"] == 0
     assert state["priority"] == "P1"
     assert state["count"] == 1
     assert state["message"] == "Water!"
@@ -124,7 +126,7 @@ async def test_repeat_soon_after_resolve_reopens_later_one_is_new(
     clock.advance(299)
     mark = len(probe.seen)
     await probe.alert(**LEAK)
-    state = await probe.state(first, lambda s: s["state"] == "new", after=mark)
+    state = await probe.state(first, lambda s: s["state"] == "active", after=mark)
     assert state["count"] == 2
     assert state["resolved_at"] is None
     assert await probe.wait_events("reopened", 1)

@@ -11,6 +11,9 @@
 -- ARGV[13] group key hash ('' = no grouping)   ARGV[14] group key text   ARGV[15] base group id
 -- ARGV[16] MQTT client id ('' = no redelivery check)  ARGV[17] packet id  ARGV[18] dup flag
 -- ARGV[19] payload digest
+-- ARGV[20] quiet start: '1' when level 0 reaches nobody, so the alert starts `active`
+--          (T1) with level 1's timer instead of a level-0 timer   ARGV[21] level 1's delay
+--          (ms) or '' when the policy has one level
 --
 -- Returns {outcome, alert (HGETALL list) or false, group state or false, events}
 --   outcome: created | deduplicated | reopened | resolved | redelivered | no_open_alert
@@ -23,6 +26,19 @@ local source, atype, severity, prio, message = ARGV[6], ARGV[7], ARGV[8], ARGV[9
 local attributes, ts = ARGV[11], ARGV[12]
 local gkh, gtext, base_gid = ARGV[13], ARGV[14], ARGV[15]
 local client, mid, dup, digest = ARGV[16], ARGV[17], ARGV[18], ARGV[19]
+local quiet, next_delay = ARGV[20] == '1', tonumber(ARGV[21])
+
+-- The first escalation step of a new or re-opened alert: level 0 at once, or, when
+-- level 0 reaches nobody, level 1 when it is due (the alert is already active).
+local function first_timer(id, epoch)
+  if not quiet then
+    set_timer(id, epoch, 0, 0, now)
+  elseif next_delay then
+    set_timer(id, epoch, 1, 0, now + next_delay)
+  else
+    redis.call('HSET', k('alert', id), 'next_escalation_at', '')
+  end
+end
 
 local fpkey = k('fp', fp)
 
@@ -88,7 +104,10 @@ if cfg.dedup and cur_state == 'resolved' and now - tonumber(cur_fields[3]) <= cf
     'resolved_at', '', 'resolved_by', '')
   reindex(cur, 'resolved', prio, cur_fields[2], cur_fields[4])
   transition(cur, 'reopen', now, cfg.retention, {})
-  set_timer(cur, epoch, 0, 0, now)
+  if quiet then
+    transition(cur, 'activate', now, cfg.retention, {})
+  end
+  first_timer(cur, epoch)
   history_add(source, cur, 'reopened', atype, prio, now, cfg.hist_max, cfg.hist_age)
   return {'reopened', alert_flat(cur), group_of(cur), {'reopened'}}
 end
@@ -134,12 +153,14 @@ if gkh ~= '' then
 end
 
 local key = k('alert', id)
-redis.call('HSET', key, 'id', id, 'fp', fp, 'state', 'new', 'rule', 'T0', 'priority', prio,
+local state, rule = 'new', 'T0'
+if quiet then state, rule = 'active', 'T1' end
+redis.call('HSET', key, 'id', id, 'fp', fp, 'state', state, 'rule', rule, 'priority', prio,
   'severity', severity, 'source', source, 'type', atype, 'count', 1, 'first_seen', now,
   'group_id', gid, 'escalation_level', 0, 'epoch', 1, 'opened_at', now, unpack(update))
-reindex(id, 'new', prio, nil, now)
-keep_until(id, 'new', now, cfg.retention)
-set_timer(id, 1, 0, 0, now)
+reindex(id, state, prio, nil, now)
+keep_until(id, state, now, cfg.retention)
+first_timer(id, 1)
 history_add(source, id, 'created', atype, prio, now, cfg.hist_max, cfg.hist_age)
 local group = false
 if gid ~= '' then group = group_state(gid) end
