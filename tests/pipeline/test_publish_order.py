@@ -20,6 +20,7 @@ from homealert_mqtt.store.alert_store import AlertStore, IngestRequest
 from homealert_mqtt.store.keys import Keys
 from homealert_mqtt.topics import Topics
 from tests.conftest import FakeClock
+from tests.requests import bare_request
 
 
 class Broker:
@@ -47,25 +48,7 @@ class Broker:
 
 
 def request(alert_type: str, mid: int) -> IngestRequest:
-    return IngestRequest(
-        fingerprint=f"fp-{alert_type}",
-        base_id=f"s-{alert_type}",
-        status="firing",
-        source="s",
-        type=alert_type,
-        severity="",
-        priority="P5",
-        message="",
-        attributes_json="{}",
-        timestamp_ms=None,
-        group_key_hash="",
-        group_key_text="",
-        base_group_id="",
-        client_id="",
-        mid=mid,
-        dup=False,
-        digest="",
-    )
+    return bare_request(alert_type, base_id=f"s-{alert_type}", mid=mid)
 
 
 @pytest.fixture

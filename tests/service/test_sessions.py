@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from homealert_mqtt.store.alert_store import IngestRequest
+from tests.requests import bare_request
 from tests.servers import MosquittoServer
 from tests.waits import eventually
 
@@ -15,20 +16,11 @@ pytestmark = pytest.mark.slow
 
 
 def request(client: str, *, dup: bool) -> IngestRequest:
-    return IngestRequest(
+    return bare_request(
+        "open",
         fingerprint="f" * 32,
         base_id="door-open-ffffffff",
-        status="firing",
         source="door",
-        type="open",
-        severity="",
-        priority="P5",
-        message="",
-        attributes_json="{}",
-        timestamp_ms=None,
-        group_key_hash="",
-        group_key_text="",
-        base_group_id="",
         client_id=client,
         mid=1,
         dup=dup,

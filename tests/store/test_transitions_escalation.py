@@ -13,11 +13,12 @@ from homealert_mqtt.config import Settings
 from homealert_mqtt.escalation.plan import next_step
 from homealert_mqtt.models import TRANSITIONS, AlertRecord, State, next_state
 from homealert_mqtt.redis_client import make_redis
-from homealert_mqtt.store.alert_store import AlertStore, IngestRequest
+from homealert_mqtt.store.alert_store import AlertStore
 from homealert_mqtt.store.escalation_store import EscalationStore, Flush, TimerMember
 from homealert_mqtt.store.keys import Keys
 from homealert_mqtt.store.scripts import as_str
 from tests.conftest import FakeClock
+from tests.requests import bare_request
 
 DIGEST_MS = 60_000
 LEASE_MS = 90_000
@@ -41,24 +42,8 @@ class Walker:
         self.keys = keys
 
     async def ingest(self, name: str, status: str = "firing") -> AlertRecord:
-        request = IngestRequest(
-            fingerprint=f"fp-{name}",
-            base_id=name,
-            status=status,
-            source="test",
-            type=name,
-            severity="critical",
-            priority="P1",
-            message="",
-            attributes_json="{}",
-            timestamp_ms=None,
-            group_key_hash="",
-            group_key_text="",
-            base_group_id="",
-            client_id="",
-            mid=0,
-            dup=False,
-            digest="",
+        request = bare_request(
+            name, status=status, source="test", severity="critical", priority="P1"
         )
         [result] = await self.alerts.ingest_many([request])
         assert result.alert is not None, result
