@@ -7,8 +7,11 @@ max_inflight_messages 1000, set_tcp_nodelay), without persistence.
 
 from __future__ import annotations
 
+import os
 import subprocess
-from collections.abc import Sequence
+import sys
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,3 +51,18 @@ def start_servers(tmp: Path, extra_broker_conf: Sequence[str] = ()) -> Servers:
     wait_for_port(redis_port, redis)
     wait_for_port(mqtt_port, broker)
     return Servers(redis, broker, redis_port, mqtt_port, text)
+
+
+def watchdog(seconds: float, tmp: Path, stop_all: Callable[[], None]) -> threading.Timer:
+    """A started timer that stops every child and exits (code 3) after `seconds`: a
+    benchmark must end by itself however the run goes."""
+
+    def expire() -> None:
+        print(f"benchmark exceeded --max-seconds; stopping (logs in {tmp})", file=sys.stderr)
+        stop_all()
+        os._exit(3)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    return timer

@@ -667,9 +667,9 @@ def profile_summary(path: Path, top: int = 22) -> str:
 def run(args: argparse.Namespace) -> int:
     bench = Bench(args)
     load_start = os.getloadavg()
-    watchdog = threading.Timer(args.max_seconds, _watchdog, (bench,))
-    watchdog.daemon = True
-    watchdog.start()
+    from bench_servers import watchdog as start_watchdog  # noqa: PLC0415 - beside this script
+
+    watchdog = start_watchdog(args.max_seconds, bench.tmp, bench.stop_all)
     try:
         print(f"escalation benchmark: logs in {bench.tmp}", flush=True)
         bench.start_servers()
@@ -867,16 +867,6 @@ def report(r: dict[str, Any]) -> int:
     if r["unknown_sms"]:
         print(f"note: {r['unknown_sms']} SMS at the sink could not be matched to an alert")
     return 0 if correct else 1
-
-
-def _watchdog(bench: Bench) -> None:
-    print(
-        f"benchmark exceeded --max-seconds; stopping (logs in {bench.tmp})",
-        file=sys.stderr,
-        flush=True,
-    )
-    bench.stop_all()
-    os._exit(3)
 
 
 def main(argv: list[str] | None = None) -> int:

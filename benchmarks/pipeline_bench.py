@@ -679,9 +679,9 @@ def latency_ms(sub: dict[str, Any]) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     bench = Bench(args)
-    watchdog = threading.Timer(args.max_seconds, _watchdog, args=(bench,))
-    watchdog.daemon = True
-    watchdog.start()
+    from bench_servers import watchdog as start_watchdog  # noqa: PLC0415 - beside this script
+
+    watchdog = start_watchdog(args.max_seconds, bench.tmp, bench.stop_all)
     started = time.monotonic()
     n, rate = args.alerts, args.rate
     paced_n = int(rate * args.paced_seconds)
@@ -1009,16 +1009,6 @@ def collapsed_summary(path: Path, top: int = 18) -> str:
         f"    {n / total:6.1%}  {f}" for f, n in sorted(incl.items(), key=lambda x: -x[1])[:top]
     ]
     return "\n".join(lines)
-
-
-def _watchdog(bench: Bench) -> None:
-    print(
-        f"benchmark exceeded --max-seconds; stopping (logs in {bench.tmp})",
-        file=sys.stderr,
-        flush=True,
-    )
-    bench.stop_all()
-    os._exit(3)
 
 
 def main(argv: list[str] | None = None) -> int:
