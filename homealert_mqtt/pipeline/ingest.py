@@ -49,7 +49,6 @@ class Ingest:
         publisher: StatePublisher,
         commands: CommandHandler,
         client_id: str,
-        on_created: Callable[[], None] = lambda: None,
         other_topics: Callable[[Inbound], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
@@ -59,7 +58,6 @@ class Ingest:
         self.publisher = publisher
         self.commands = commands
         self.client_id = client_id
-        self.on_created = on_created
         self.other_topics = other_topics
         self.batch_observers: list[Callable[[int, float], None]] = []
         # Set by the escalation engine's setup: which priorities start quiet.
@@ -143,17 +141,13 @@ class Ingest:
         # recognised, and a restart republishes every retained topic).
         for prepared in run:
             ack(prepared.message)
-        created = False
         # In order, one after the other: a publish does not wait for its PUBACK, so a
         # task per alert (gather) would only add overhead.
         for prepared, result in zip(run, results, strict=True):
-            created = created or result.outcome in ("created", "reopened")
             await self._publish_result(prepared, result)
         elapsed = time.perf_counter() - started
         for observe in self.batch_observers:
             observe(len(run), elapsed)
-        if created:
-            self.on_created()
 
     async def _publish_result(self, prepared: Prepared, result: IngestResult) -> None:
         if result.outcome == "no_open_alert":
