@@ -103,6 +103,7 @@ class MosquittoServer:
     users: dict[str, str] | None = None  # a password file; anonymous clients refused
     tls: Certs | None = None  # the listener speaks TLS only
     persistence: bool = True
+    acl: str | None = None  # an acl_file's text (applies to anonymous clients too)
 
     @property
     def url(self) -> str:
@@ -119,6 +120,11 @@ class MosquittoServer:
             )
             passwords.chmod(0o644)
             extra.append(f"password_file {passwords}")
+        if self.acl is not None:
+            acl_file = self.data_dir / "acl"
+            acl_file.write_text(self.acl)
+            acl_file.chmod(0o644)
+            extra.append(f"acl_file {acl_file}")
         if self.tls is not None:
             # Listener options apply to the (only) listener defined above them.
             extra += [

@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import select
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiomqtt
 import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
 
 from homealert_mqtt.config.settings import MqttSettings
 from homealert_mqtt.mqtt.backoff import Backoff
 from homealert_mqtt.mqtt.client_options import client_kwargs
+from homealert_mqtt.mqtt.paho_speedups import buffer_reads, coalesce_writes, lean_pubacks
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -30,7 +29,6 @@ _LOGGER = logging.getLogger(__name__)
 # Maximum (Mosquitto's max_inflight_messages). Counted here, not by paho, whose own
 # window scans every message in flight on each PUBACK.
 OUTBOUND_INFLIGHT = 1000
-INBOUND_READ_MAX = 128  # packets read per wake-up of the event loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +124,8 @@ class InboundLink:
             client = aiomqtt.Client(**kwargs)
             paho_client: paho.Client = client._client  # noqa: SLF001
             paho_client.manual_ack_set(True)
-            _read_what_arrived(paho_client)
+            buffer_reads(paho_client)
+            coalesce_writes(paho_client)  # the PUBACKs of a batch
             self.generation += 1
             generation = self.generation
             paho_client.on_message = self._receiver(generation)
@@ -251,17 +250,31 @@ class OutboundLink:
 
     def _count_acks(self, client: aiomqtt.Client) -> None:
         paho_client: paho.Client = client._client  # noqa: SLF001
-        aiomqtt_on_publish = paho_client.on_publish
+        pending = client._pending_publishes  # noqa: SLF001 - aiomqtt's awaited publishes
         self._unacked.clear()
+        refused = False
 
-        def on_publish(*args: Any) -> None:  # (client, userdata, mid, reason, properties)
-            self._unacked.discard(args[2])
+        def acked(mid: int) -> None:
+            self._unacked.discard(mid)
             if len(self._unacked) < OUTBOUND_INFLIGHT // 2:
                 self._room.set()
-            if aiomqtt_on_publish is not None:
-                aiomqtt_on_publish(*args)
+            confirmation = pending.pop(mid, None)
+            if confirmation is not None:
+                confirmation.set()
+
+        def on_publish(*args: Any) -> None:  # (client, userdata, mid, reason, properties)
+            # Only PUBACKs that carry more than success get here (see lean_pubacks).
+            nonlocal refused
+            reason = args[3]
+            if getattr(reason, "is_failure", False) and not refused:
+                refused = True  # once per connection: an ACL would refuse every publish
+                _LOGGER.warning("the broker refused a publish: %s (check its ACL)", reason)
+            acked(args[2])
 
         paho_client.on_publish = on_publish
+        lean_pubacks(paho_client, acked)
+        buffer_reads(paho_client)
+        coalesce_writes(paho_client)
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -354,27 +367,6 @@ async def _until_disconnected(client: aiomqtt.Client, on_connected: Awaitable[No
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         _LOGGER.error("on-connect work failed", exc_info=task.exception())
-
-
-def _read_what_arrived(client: paho.Client) -> None:
-    """On a connection that only receives, paho's loop_read() reads one packet, so the
-    event loop would take in one alert per iteration (and the pipeline would see batches
-    of a few). Read on while the socket has more, up to INBOUND_READ_MAX packets."""
-    read_one = client.loop_read
-
-    def loop_read(max_packets: int = 1) -> MQTTErrorCode:  # paho's signature
-        rc = read_one()
-        for _ in range(INBOUND_READ_MAX - 1):
-            sock = client.socket()
-            if rc != paho.MQTT_ERR_SUCCESS or sock is None:
-                break
-            pending = getattr(sock, "pending", None)  # TLS may hold decrypted bytes
-            if not (pending and pending()) and not select.select([sock], [], [], 0)[0]:
-                break
-            rc = read_one()
-        return rc
-
-    client.loop_read = loop_read  # type: ignore[method-assign]
 
 
 async def _wait_disconnected(client: aiomqtt.Client) -> None:

@@ -1,0 +1,124 @@
+"""paho's cheaper read and PUBACK paths (mqtt/paho_speedups.py) against a real Mosquitto:
+nothing read is lost or reordered, every PUBACK settles paho's bookkeeping, and a
+PUBACK that refuses a publish still reaches `on_publish` with its reason."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from homealert_mqtt.mqtt import paho_speedups
+from tests.servers import MosquittoServer
+
+PROTOCOLS = [aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    # Anonymous clients may write `speedups/#` but only read `denied/#`.
+    acl = "topic readwrite speedups/#\ntopic read denied/#\n"
+    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto"), acl=acl).start()
+    yield server
+    server.stop()
+
+
+def _client(broker: MosquittoServer, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+    return aiomqtt.Client("127.0.0.1", broker.port, protocol=protocol)
+
+
+def _settle(client: aiomqtt.Client, acked: list[int]) -> Any:
+    """An on_acked that also wakes aiomqtt's awaited publishes, as OutboundLink's does."""
+
+    def on_acked(mid: int) -> None:
+        acked.append(mid)
+        confirmation = client._pending_publishes.pop(mid, None)
+        if confirmation is not None:
+            confirmation.set()
+
+    return on_acked
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_buffered_reads_deliver_every_message_whole_and_in_order(
+    broker: MosquittoServer, protocol: aiomqtt.ProtocolVersion, tmp_path: Path
+) -> None:
+    # Small packets many to one recv(), and payloads larger than READ_CHUNK that
+    # arrive over several reads.
+    payloads = [(b"%06d" % i) * (30_000 if i % 500 == 7 else 1) for i in range(3000)]
+    topic = f"speedups/{protocol.name}/{tmp_path.name}"
+    received: list[bytes] = []
+    done = asyncio.Event()
+    subscriber = _client(broker, protocol)
+    paho = subscriber._client
+    raw_reads = 0
+    raw_recv = paho._sock_recv
+
+    def counting_recv(size: int) -> bytes:
+        nonlocal raw_reads
+        raw_reads += 1
+        return raw_recv(size)
+
+    paho._sock_recv = counting_recv  # type: ignore[method-assign,assignment]
+    paho_speedups.buffer_reads(paho)
+
+    def on_message(_client: Any, _userdata: Any, message: Any) -> None:
+        received.append(bytes(message.payload))
+        if len(received) == len(payloads):
+            done.set()
+
+    paho.on_message = on_message
+    async with subscriber, _client(broker, protocol) as publisher:
+        await subscriber.subscribe(topic, qos=1)
+        for payload in payloads:
+            publisher._client.publish(topic, payload, qos=1)
+        await asyncio.wait_for(done.wait(), 30)
+    assert received == payloads
+    # One recv() per arrival, not three per packet.
+    assert raw_reads < len(payloads)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_lean_pubacks_settle_every_publish(
+    broker: MosquittoServer, protocol: aiomqtt.ProtocolVersion, tmp_path: Path
+) -> None:
+    client = _client(broker, protocol)
+    paho = client._client
+    acked: list[int] = []
+    paho_speedups.lean_pubacks(paho, _settle(client, acked))
+    paho_speedups.buffer_reads(paho)
+    async with client:
+        # More than paho's default window of 20 in flight: the rest wait for room,
+        # which the lean path must make.
+        mids = [paho.publish(f"speedups/{tmp_path.name}", b"x", qos=1).mid for _ in range(2000)]
+        await client.publish(f"speedups/{tmp_path.name}", b"last", qos=1, timeout=10)
+    assert sorted(acked[:-1]) == sorted(mids)
+    assert paho._out_messages == {}
+    assert paho._inflight_messages == 0
+
+
+async def test_a_refusing_puback_still_reaches_on_publish(
+    broker: MosquittoServer, tmp_path: Path
+) -> None:
+    client = _client(broker, aiomqtt.ProtocolVersion.V5)
+    paho = client._client
+    acked: list[int] = []
+    reasons: list[Any] = []
+    paho_speedups.lean_pubacks(paho, _settle(client, acked))
+    aiomqtt_on_publish = paho.on_publish
+
+    def on_publish(*args: Any) -> None:
+        reasons.append(args[3])
+        assert aiomqtt_on_publish is not None
+        aiomqtt_on_publish(*args)
+
+    paho.on_publish = on_publish
+    async with client:
+        await client.publish(f"denied/{tmp_path.name}", b"x", qos=1, timeout=10)
+        await client.publish(f"speedups/{tmp_path.name}", b"x", qos=1, timeout=10)
+    assert [reason.is_failure for reason in reasons] == [True]
+    assert len(acked) == 1
