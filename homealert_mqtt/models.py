@@ -93,8 +93,16 @@ def iso(ms: int | None) -> str | None:
     """Epoch milliseconds as ISO 8601 UTC (`2026-11-27T07:30:00.123Z`)."""
     if ms is None:
         return None
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Integer arithmetic: ms / 1000 as a float is off by a millisecond after 2242.
+    seconds, millis = divmod(ms, 1000)
+    return f"{_iso_seconds(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=64)
+def _iso_seconds(seconds: int) -> str:
+    # Most of iso()'s cost; its callers' times fall in the same few seconds, but
+    # rarely in the same millisecond while alerts trickle in.
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat().removesuffix("+00:00")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +150,11 @@ class AlertRecord:
     timestamp: int | None = None
     opened_at: int | None = None  # creation, or the last re-open: escalation delays count from it
     last_notified_at: int | None = None
-    rev: int = 0  # bumped by every script that returns the alert (see _lib.lua, alert_flat)
+    rev: int = 0  # bumped by every script that returns the alert (see _lib.lua, next_rev)
 
     @classmethod
-    def from_redis(cls, flat: list[Any] | dict[str, Any]) -> AlertRecord:
-        raw = _pairs(flat) if isinstance(flat, list) else flat
+    def from_redis(cls, raw: dict[str, Any]) -> AlertRecord:
+        """From the alert's Redis hash: HGETALL as a dict, or a script's JSON reply."""
 
         def opt_int(name: str) -> int | None:
             value = raw.get(name, "")
@@ -270,8 +278,3 @@ class Summary:
             "highest_priority": self.highest_priority,
             "alerts": list(self.alerts),
         }
-
-
-def _pairs(flat: list[Any]) -> dict[str, Any]:
-    """HGETALL's flat [k1, v1, k2, v2, ...] reply as a dict."""
-    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from homealert_mqtt.clock import Clock
 from homealert_mqtt.models import AlertRecord
-from homealert_mqtt.store.alert_store import AlertStore, alert_from_lua
+from homealert_mqtt.store.alert_store import AlertStore, alert_from_json
 from homealert_mqtt.store.keys import Keys
 from homealert_mqtt.store.scripts import as_str
 
@@ -106,13 +106,13 @@ class EscalationStore:
             keys=[self.keys.prefix], args=[self.clock(), lease_ms, limit]
         )
         flushes = []
-        for key, due, members, alerts in raw:
+        for batch in json.loads(raw):  # `{}` when empty, as every list from the scripts
             steps = []
-            for member, flat in zip(members, alerts, strict=True):
-                alert = alert_from_lua(flat)
+            for member, fields in zip(batch["members"], batch["alerts"], strict=True):
+                alert = alert_from_json(fields)
                 if alert is not None:
-                    steps.append((TimerMember.parse(as_str(member)), alert))
-            flushes.append(Flush(as_str(key), int(float(due)), tuple(steps)))
+                    steps.append((TimerMember.parse(member), alert))
+            flushes.append(Flush(batch["key"], int(float(batch["due"])), tuple(steps)))
         return flushes
 
     async def complete_flush(
@@ -142,10 +142,10 @@ class EscalationStore:
         results = []
         for raw in await pipe.execute():
             moved = []
-            for flat, rule in raw:
-                alert = alert_from_lua(flat)
+            for step in json.loads(raw):
+                alert = alert_from_json(step["alert"])
                 if alert is not None:
-                    moved.append((alert, as_str(rule)))
+                    moved.append((alert, step["rule"]))
             results.append(moved)
         return results
 

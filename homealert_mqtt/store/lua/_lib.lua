@@ -4,8 +4,13 @@
 -- key is built from it by k(), mirroring store/keys.py.
 
 local P = KEYS[1]
-local function k(...)
-  return P .. ':' .. table.concat({...}, ':')
+-- k('open') or k('alert', id): no key the scripts use has more parts. Concatenated, not
+-- table.concat({...}): a table per key was a measurable share of a script's time.
+local function k(kind, name)
+  if name then
+    return P .. ':' .. kind .. ':' .. name
+  end
+  return P .. ':' .. kind
 end
 
 local OPEN = {new = true, active = true, acknowledged = true, escalated = true}
@@ -82,9 +87,9 @@ end
 
 local PRIO_RANK = {P1 = 1, P2 = 2, P3 = 3, P4 = 4, P5 = 5}
 
--- A group's state as {id, key, created, updated, state, highest_priority, {ids...}, last_digest},
--- or false when the group is gone. Group state: active while any open member is not
--- acknowledged, acknowledged while every open member is, resolved when none is open.
+-- A group's state as a table {id, key, created, updated, state, highest, members = {ids...},
+-- last_digest}, or false when the group is gone. Group state: active while any open member
+-- is not acknowledged, acknowledged while every open member is, resolved when none is open.
 local function group_state(gid)
   local g = redis.call('HMGET', k('group', gid), 'key', 'created', 'updated', 'last_digest')
   if not g[1] then
@@ -108,31 +113,66 @@ local function group_state(gid)
   local state = 'resolved'
   if any_unacked then state = 'active' elseif any_open then state = 'acknowledged' end
   local best = best_open or best_any
-  return {gid, g[1], g[2], g[3], state, best and ('P' .. best) or '', members, g[4] or ''}
+  return {id = gid, key = g[1], created = g[2], updated = g[3], state = state,
+    highest = best and ('P' .. best) or '', members = members, last_digest = g[4] or ''}
 end
 
--- The alert as a flat list, for a script's reply. Each snapshot a script hands out gets a
--- higher `rev`: scripts run one at a time, so a higher rev is a later state, and the
--- publisher drops a snapshot older than one it already published (writers race there).
--- Redis's clock in microseconds, and never less than the last rev + 1: a Redis that lost
+-- Each snapshot of an alert that a script hands out gets a higher `rev`: scripts run one at
+-- a time, so a higher rev is a later state, and the publisher drops a snapshot older than
+-- one it already published (writers race there). Redis's clock in microseconds, and never
+-- less than the last rev + 1 (`last`: nil when the alert has none yet): a Redis that lost
 -- its data (no AOF) and re-creates an alert under the same id still counts upwards.
-local function alert_flat(id)
-  local key = k('alert', id)
-  if redis.call('EXISTS', key) == 1 then
-    local t = redis.call('TIME')
-    local rev = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    local last = tonumber(redis.call('HGET', key, 'rev') or '0') or 0
-    if last >= rev then rev = last + 1 end
-    redis.call('HSET', key, 'rev', string.format('%.0f', rev))
+local function next_rev(last)
+  local t = redis.call('TIME')
+  local rev = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  last = tonumber(last or '0') or 0
+  if last >= rev then rev = last + 1 end
+  return string.format('%d', rev) -- exact for any integer below 2^63, and cheap ('%.0f' is not)
+end
+
+-- HSET of a table {field = value}.
+local function hset(key, fields)
+  local flat = {}
+  for name, value in pairs(fields) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = value
   end
-  return redis.call('HGETALL', key)
+  redis.call('HSET', key, unpack(flat))
+end
+
+-- The alert's hash as a table {field = value} (every value a string, as the service reads
+-- it), or false when it is gone.
+local function alert_read(id)
+  local flat = redis.call('HGETALL', k('alert', id))
+  if #flat == 0 then
+    return false
+  end
+  local a = {}
+  for i = 1, #flat, 2 do
+    a[flat[i]] = flat[i + 1]
+  end
+  return a
+end
+
+-- The alert for a script's reply (see alert_read), with the next rev (next_rev).
+local function alert_snapshot(id)
+  local a = alert_read(id)
+  if a then
+    a.rev = next_rev(a.rev)
+    redis.call('HSET', k('alert', id), 'rev', a.rev)
+  end
+  return a
 end
 
 -- An alert has at most one pending escalation timer, "<id>|<epoch>|<level>|<round>"
 -- (round counts `repeat` re-sends of the last level). Its member is kept in the alert's
 -- `timer` field so that ack, resolve and expiry can cancel it.
+local function timer_member(id, epoch, level, round)
+  return id .. '|' .. epoch .. '|' .. level .. '|' .. round
+end
+
 local function set_timer(id, epoch, level, round, due)
-  local member = id .. '|' .. epoch .. '|' .. level .. '|' .. round
+  local member = timer_member(id, epoch, level, round)
   local old = redis.call('HGET', k('alert', id), 'timer')
   if old and old ~= member then
     redis.call('ZREM', k('timers'), old)
@@ -193,10 +233,12 @@ local function transition(id, action, now, retention, extra)
   return to, rule
 end
 
-local function group_of(id)
-  local gid = redis.call('HGET', k('alert', id), 'group_id')
+-- The group of alert `a` (an alert_read table), its `updated` moved to the alert's change;
+-- false when the alert is in no group.
+local function group_of(a)
+  local gid = a.group_id
   if gid and gid ~= '' then
-    redis.call('HSET', k('group', gid), 'updated', redis.call('HGET', k('alert', id), 'updated_at'))
+    redis.call('HSET', k('group', gid), 'updated', a.updated_at)
     return group_state(gid)
   end
   return false

@@ -7,8 +7,9 @@
 -- that claimed it dies, it becomes due again and whoever is alive sends it (delivery
 -- keys make sure nobody is paged twice). complete_flush.lua removes it.
 --
--- Returns {{flush key, due (ms), {timer members}, {alert (HGETALL list)...}}...}; members
--- whose alert is no longer pageable are dropped from the batch.
+-- Returns a JSON list of {key, due (ms), members = {timer members}, alerts = {alert...}}
+-- (alerts as in ingest.lua, one per member); members whose alert is no longer pageable
+-- are dropped from the batch. cjson writes an empty list as `{}`.
 
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
@@ -23,7 +24,7 @@ for i = 1, #due, 2 do
     local a = redis.call('HMGET', k('alert', p[1]), 'state', 'epoch')
     if a[1] and PAGEABLE[a[1]] and a[2] == p[2] then
       members[#members + 1] = member
-      alerts[#alerts + 1] = alert_flat(p[1])
+      alerts[#alerts + 1] = alert_snapshot(p[1])
     else
       redis.call('SREM', k('pend', fkey), member)
     end
@@ -32,7 +33,7 @@ for i = 1, #due, 2 do
     redis.call('ZREM', k('flushes'), fkey)
   else
     redis.call('ZADD', k('flushes'), now + lease, fkey)
-    out[#out + 1] = {fkey, score, members, alerts}
+    out[#out + 1] = {key = fkey, due = score, members = members, alerts = alerts}
   end
 end
-return out
+return cjson.encode(out)

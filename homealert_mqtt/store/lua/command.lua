@@ -5,20 +5,24 @@
 -- ARGV[3]  action: ack | resolve   ARGV[4] alert id   ARGV[5] by ('' = nobody named)
 -- ARGV[6]  note ('' = none)
 --
--- Returns {outcome, alert (HGETALL list) or false, group state or false}
+-- Returns one JSON object {outcome, alert, group} (alert and group as in ingest.lua)
 --   outcome: acknowledged | resolved | unchanged (same ack again) | unknown | final
 
 local now = tonumber(ARGV[1])
 local cfg = cjson.decode(ARGV[2])
 local action, id, by, note = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
+local function reply(outcome, alert, group)
+  return cjson.encode({outcome = outcome, alert = alert, group = group})
+end
+
 local state = redis.call('HGET', k('alert', id), 'state')
 if not state then
-  return {'unknown', false, false}
+  return reply('unknown', false, false)
 end
 if action == 'ack' and state == 'acknowledged' then
   -- Idempotent: the first ack's who and when stay.
-  return {'unchanged', alert_flat(id), false}
+  return reply('unchanged', alert_snapshot(id), false)
 end
 
 local extra
@@ -29,8 +33,8 @@ else
 end
 local to = transition(id, action, now, cfg.retention, extra)
 if not to then
-  return {'final', alert_flat(id), false}
+  return reply('final', alert_snapshot(id), false)
 end
-local a = redis.call('HMGET', k('alert', id), 'source', 'type', 'priority')
-history_add(a[1], id, to, a[2], a[3], now, cfg.hist_max, cfg.hist_age)
-return {to, alert_flat(id), group_of(id)}
+local a = alert_snapshot(id)
+history_add(a.source, id, to, a.type, a.priority, now, cfg.hist_max, cfg.hist_age)
+return reply(to, a, group_of(a))

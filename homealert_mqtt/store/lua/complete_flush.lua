@@ -11,7 +11,8 @@
 -- at this level is recorded, and the flush is removed, or rescheduled one digest
 -- interval later when alerts joined the batch meanwhile.
 --
--- Returns {{alert (HGETALL list), rule}...} for the alerts it moved.
+-- Returns a JSON list of {alert, rule} for the alerts it moved (alert as in ingest.lua;
+-- cjson writes an empty list as `{}`).
 
 local now = tonumber(ARGV[1])
 local cfg = cjson.decode(ARGV[2])
@@ -41,7 +42,7 @@ for i = 0, n - 1 do
     else
       redis.call('HSET', k('alert', id), 'next_escalation_at', '')
     end
-    out[#out + 1] = {alert_flat(id), rule}
+    out[#out + 1] = {alert = alert_snapshot(id), rule = rule}
   end
 end
 local gid = split(fkey, '|')[1]
@@ -52,4 +53,4 @@ if redis.call('SCARD', k('pend', fkey)) == 0 then
 else
   redis.call('ZADD', k('flushes'), now + digest, fkey)
 end
-return out
+return cjson.encode(out)

@@ -3,7 +3,9 @@
 -- KEYS[1]  key prefix with hash tag
 -- ARGV[1]  now (epoch ms)   ARGV[2] settings JSON (see ingest.lua)   ARGV[3] batch limit
 --
--- Returns {expired alert ids, states of groups that changed, ids of groups removed}.
+-- Returns one JSON object {expired = alert ids, changed = states of groups that changed
+-- (see group_state in _lib.lua), removed = ids of groups removed}; cjson writes an empty
+-- list as `{}`.
 -- Each removed alert and group is also put in the `clear` set, so that its retained
 -- topic is cleared even if this process dies before it publishes the empty payload.
 
@@ -52,4 +54,4 @@ for gid, _ in pairs(touched) do
     changed[#changed + 1] = group_state(gid)
   end
 end
-return {expired, changed, removed}
+return cjson.encode({expired = expired, changed = changed, removed = removed})

@@ -3,6 +3,6 @@
 -- KEYS[1]  key prefix with hash tag
 -- ARGV[1]  group id
 --
--- Returns the group state list (see group_state in _lib.lua) or false.
+-- Returns the group state (see group_state in _lib.lua) as JSON, or `false`.
 
-return group_state(ARGV[1])
+return cjson.encode(group_state(ARGV[1]))
