@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 import re
 from dataclasses import dataclass
 
@@ -50,19 +51,26 @@ def identify(alert: IncomingAlert, dedup_attributes: tuple[str, ...]) -> Identit
         material = "key\x00" + alert.dedup_key
     else:
         values = [field_value(alert, name) for name in dedup_attributes]
-        material = "attrs\x00" + json.dumps([list(dedup_attributes), values])
+        material = "attrs\x00" + _names_and_values(dedup_attributes, values)
     fp = hashlib.sha256(material.encode()).hexdigest()[:32]
-    readable = "-".join(part for part in (slug(alert.source), slug(alert.type)) if part)
+    readable = "-".join(filter(None, (slug(alert.source), slug(alert.type))))
     base_id = f"{readable}-{fp[:8]}" if readable else f"a-{fp[:8]}"
     if not base_id[0].isalnum():
         base_id = "a" + base_id
     return Identity(fingerprint=fp, base_id=base_id)
 
 
+def _names_and_values(names: tuple[str, ...], values: list[str]) -> str:
+    """`json.dumps([list(names), values])`, byte for byte: stored fingerprints must never
+    change. Built from quoted strings, it skips the ~1.5 µs of json.dumps' setup."""
+    quote = json.encoder.encode_basestring_ascii
+    return f"[[{', '.join(map(quote, names))}], [{', '.join(map(quote, values))}]]"
+
+
 def group_identity(alert: IncomingAlert, attributes: tuple[str, ...]) -> GroupIdentity:
     values = [field_value(alert, name) for name in attributes]
-    text = ",".join(f"{name}={value}" for name, value in zip(attributes, values, strict=True))
+    text = ",".join([f"{name}={value}" for name, value in zip(attributes, values, strict=True)])
     key_hash = hashlib.sha256(text.encode()).hexdigest()[:16]
-    readable = slug("-".join(v for v in values if v), 48)
+    readable = slug("-".join(filter(None, values)), 48)
     base = f"g-{readable}-{key_hash[:6]}" if readable else f"g-{key_hash[:6]}"
     return GroupIdentity(key_hash=key_hash, key_text=text[:512], base_group_id=base)

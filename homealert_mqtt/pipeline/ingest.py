@@ -11,7 +11,6 @@ answered on `<base>/error` and acknowledged, so it never blocks those behind it.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -25,7 +24,7 @@ from homealert_mqtt.pipeline.commands import CommandHandler
 from homealert_mqtt.pipeline.fingerprint import group_identity, identify
 from homealert_mqtt.pipeline.prioritise import prioritise
 from homealert_mqtt.pipeline.publish import StatePublisher
-from homealert_mqtt.pipeline.validate import Limits, Rejected, parse_alert
+from homealert_mqtt.pipeline.validate import Limits, Rejected, parse
 from homealert_mqtt.store.alert_store import AlertStore, IngestRequest, IngestResult
 from homealert_mqtt.topics import Topics
 
@@ -100,7 +99,7 @@ class Ingest:
             return None
         try:
             source = self.topics.source_from_input(message.topic)
-            alert = parse_alert(message.payload, source, self.limits)
+            alert, attributes_json = parse(message.payload, source, self.limits)
         except (Rejected, ValueError) as err:
             await self.publisher.error(str(err), message.topic, message.payload)
             return None
@@ -118,7 +117,7 @@ class Ingest:
             severity=alert.severity or "",
             priority=priority.value,
             message=alert.message,
-            attributes_json=json.dumps(alert.attributes, ensure_ascii=False),
+            attributes_json=attributes_json,
             timestamp_ms=alert.timestamp_ms,
             group_key_hash=group.key_hash if group else "",
             group_key_text=group.key_text if group else "",

@@ -7,12 +7,12 @@ Every retained payload is a snapshot read from Redis, so publishing twice is har
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from homealert_mqtt.models import AlertRecord, GroupRecord, iso
+from homealert_mqtt.pipeline.jsontext import compact
 from homealert_mqtt.store.alert_store import AlertStore
 from homealert_mqtt.topics import Topics
 
@@ -44,7 +44,7 @@ class StateListener:
 
 
 def dumps(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return compact(data).encode()
 
 
 class StatePublisher:
@@ -86,8 +86,9 @@ class StatePublisher:
     async def alert(self, alert: AlertRecord, events: Sequence[str] = ()) -> None:
         current = self._newer(alert)
         if current:
-            self._mark_fresh(self.topics.alert(alert.id))
-            await self._publish(self.topics.alert(alert.id), dumps(alert.to_public()), 1, True)
+            topic = self.topics.alert(alert.id)
+            self._mark_fresh(topic)
+            await self._publish(topic, dumps(alert.to_public()), 1, True)
         for name in events:
             await self.event(name, alert)
         if current:
@@ -96,23 +97,29 @@ class StatePublisher:
         self._summary_due.set()
 
     async def group(self, group: GroupRecord) -> None:
-        self._mark_fresh(self.topics.group(group.id))
-        await self._publish(self.topics.group(group.id), dumps(group.to_public()), 1, True)
+        topic = self.topics.group(group.id)
+        self._mark_fresh(topic)
+        await self._publish(topic, dumps(group.to_public()), 1, True)
 
     async def event(self, name: str, alert: AlertRecord | None, **extra: Any) -> None:
-        body: dict[str, Any] = {"event": name, "at": iso(self._clock())}
-        if alert is not None:
-            body.update(
-                id=alert.id,
-                priority=alert.priority.value,
-                state=alert.state.value,
-                source=alert.source,
-                type=alert.type,
-                group_id=alert.group_id,
-                message=alert.message,
-                escalation_level=alert.escalation_level,
-            )
-        body.update(extra)
+        body: dict[str, Any]
+        if alert is None:
+            body = {"event": name, "at": iso(self._clock())}
+        else:
+            body = {
+                "event": name,
+                "at": iso(self._clock()),
+                "id": alert.id,
+                "priority": alert.priority.value,
+                "state": alert.state.value,
+                "source": alert.source,
+                "type": alert.type,
+                "group_id": alert.group_id,
+                "message": alert.message,
+                "escalation_level": alert.escalation_level,
+            }
+        if extra:
+            body.update(extra)
         await self._publish(self.topics.event, dumps(body), 1, False)
 
     async def error(self, reason: str, topic: str, payload: bytes) -> None:

@@ -10,11 +10,13 @@ import json
 import logging
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from homealert_mqtt.models import IncomingAlert, Priority
+from homealert_mqtt.pipeline.jsontext import compact
 from homealert_mqtt.topics import SOURCE_PATTERN
 
 _LOGGER = logging.getLogger(__name__)
@@ -39,6 +41,9 @@ KNOWN_FIELDS = frozenset(
     }
 )
 _PRIORITY = re.compile(r"^[Pp][1-5]$")
+# Only a \uD800-\uDFFF escape can decode to a lone surrogate (raw ones are not UTF-8).
+# Devices that escape all non-ASCII text (`\u00fc`) have none: no re-encoding for them.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 # Device timestamps must be representable as ISO 8601 UTC when the state is published.
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
@@ -60,7 +65,17 @@ class Limits:
 _warned_fields: set[str] = set()
 
 
+class Parsed(NamedTuple):
+    alert: IncomingAlert
+    attributes_json: str  # compact JSON of alert.attributes, as measured against the limit
+
+
 def parse_alert(payload: bytes, topic_source: str | None, limits: Limits) -> IncomingAlert:
+    return parse(payload, topic_source, limits).alert
+
+
+def parse(payload: bytes, topic_source: str | None, limits: Limits) -> Parsed:
+    """The alert, with its attributes as JSON: the size check had to encode them anyway."""
     if len(payload) > limits.max_payload_bytes:
         raise Rejected(
             f"payload is {len(payload)} bytes, over the limit of {limits.max_payload_bytes}"
@@ -70,16 +85,25 @@ def parse_alert(payload: bytes, topic_source: str | None, limits: Limits) -> Inc
     except UnicodeDecodeError as err:
         raise Rejected(f"payload is not valid UTF-8 (byte {err.start})") from err
     try:
-        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        data = _decode(text)
     except RecursionError as err:
         raise Rejected("payload is nested too deeply") from err
     except ValueError as err:
         raise Rejected(f"payload is not JSON: {err}") from err
     if not isinstance(data, dict):
         raise Rejected(f"payload must be a JSON object, got {_json_type(data)}")
-    if "\\u" in text:
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         _check_encodable(data)
     return _build(data, topic_source)
+
+
+def _decode(text: str) -> Any:
+    # json.loads(text, ...) with these hooks, whose decoder (and its scanner) is built
+    # once here instead of on every call. json.loads checks for a BOM before decoding;
+    # so does this, with its message.
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _DECODER.decode(text)
 
 
 def _no_constant(name: str) -> Any:
@@ -95,6 +119,9 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+
+
 def _check_encodable(data: dict[str, Any]) -> None:
     """A `\\ud800`-style escape decodes to a lone surrogate, which cannot be encoded
     as UTF-8 again: it would fail in Redis or in the published state, not here."""
@@ -106,7 +133,7 @@ def _check_encodable(data: dict[str, Any]) -> None:
         raise Rejected("payload is nested too deeply") from err
 
 
-def _build(data: dict[str, Any], topic_source: str | None) -> IncomingAlert:
+def _build(data: dict[str, Any], topic_source: str | None) -> Parsed:
     source = _name(data, "source", required=topic_source is None)
     if topic_source is not None:
         if source is not None and source != topic_source:
@@ -135,7 +162,8 @@ def _build(data: dict[str, Any], topic_source: str | None) -> IncomingAlert:
         attributes = {}
     if not isinstance(attributes, dict):
         raise Rejected(f"attributes must be an object, got {_json_type(attributes)}")
-    unknown = tuple(sorted(set(data) - KNOWN_FIELDS))
+    unknown_names = data.keys() - KNOWN_FIELDS
+    unknown = tuple(sorted(unknown_names)) if unknown_names else ()
     if unknown:
         # Kept, not rejected: a typo in a device's script must never lose a page.
         attributes = {**attributes, **{name: data[name] for name in unknown}}
@@ -143,9 +171,9 @@ def _build(data: dict[str, Any], topic_source: str | None) -> IncomingAlert:
             if name not in _warned_fields and len(_warned_fields) < 1000:
                 _warned_fields.add(name)
                 _LOGGER.warning("unknown alert field %r kept under attributes", name[:64])
-    _check_attributes(attributes)
+    attributes_json = _check_attributes(attributes)
 
-    return IncomingAlert(
+    alert = IncomingAlert(
         source=source,
         type=alert_type,
         severity=severity,
@@ -157,6 +185,7 @@ def _build(data: dict[str, Any], topic_source: str | None) -> IncomingAlert:
         timestamp_ms=_timestamp(data.get("timestamp")),
         unknown_fields=unknown,
     )
+    return Parsed(alert, attributes_json)
 
 
 def _name(data: dict[str, Any], field: str, *, required: bool) -> str | None:
@@ -183,23 +212,35 @@ def _optional_str(data: dict[str, Any], field: str, max_chars: int) -> str | Non
     return value
 
 
-def _check_attributes(attributes: dict[str, Any]) -> None:
+def _check_attributes(attributes: dict[str, Any]) -> str:
+    """The attributes' compact JSON, after checking its depth and size."""
     if _depth(attributes) > MAX_ATTRIBUTES_DEPTH:
         raise Rejected(f"attributes are nested deeper than {MAX_ATTRIBUTES_DEPTH} levels")
-    size = len(json.dumps(attributes, ensure_ascii=False, separators=(",", ":")).encode())
+    text = compact(attributes)
+    size = len(text.encode())
     if size > MAX_ATTRIBUTES_BYTES:
         raise Rejected(f"attributes are {size} bytes as JSON, over the limit of 8 KiB")
+    return text
 
 
 def _depth(value: Any, level: int = 1) -> int:
-    """Nesting depth, stopping early once past the limit."""
+    """Nesting depth, stopping early once past the limit; anything inside a container on
+    the limit's level counts as past it."""
     if level > MAX_ATTRIBUTES_DEPTH:
         return level
     if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level)
-    return level - 1
+        children: Collection[Any] = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return level - 1
+    if children and level == MAX_ATTRIBUTES_DEPTH:
+        return level + 1
+    deepest = level
+    for child in children:
+        if isinstance(child, dict | list):  # no call for scalars, most values
+            deepest = max(deepest, _depth(child, level + 1))
+    return deepest
 
 
 def _timestamp(value: Any) -> int | None:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from homealert_mqtt.models import IncomingAlert
-from homealert_mqtt.pipeline.fingerprint import field_value, group_identity, identify
+from homealert_mqtt.pipeline.fingerprint import (
+    Identity,
+    _names_and_values,
+    field_value,
+    group_identity,
+    identify,
+)
 from homealert_mqtt.topics import ID_PATTERN
 
 NAMES = st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True)
@@ -86,3 +93,22 @@ def test_ids_of_names_without_letters_or_digits() -> None:
     identity = identify(alert(source="...", type="---"), DEDUP)
     assert ID_PATTERN.match(identity.base_id)
     assert identity.base_id.startswith("a-")
+
+
+def test_fingerprints_never_change() -> None:
+    """Stored alerts are found again by these: a new version must compute the same ones."""
+    one = alert(severity="high", attributes={"room": 'Küche "2"'})
+    assert identify(one, DEDUP) == Identity(
+        fingerprint="67fb111cecaecafddc874925710d1e43", base_id="nas-disk_space-67fb111c"
+    )
+    assert identify(one, ("source", "attributes.room", "message")).fingerprint == (
+        "e57ad594d499ad24c964205549b00f36"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(), max_size=4), st.lists(st.text(), max_size=4))
+def test_fingerprint_material_is_the_json_of_names_and_values(
+    names: list[str], values: list[str]
+) -> None:
+    assert _names_and_values(tuple(names), values) == json.dumps([names, values])

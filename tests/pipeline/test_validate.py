@@ -11,12 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from homealert_mqtt.models import IncomingAlert, Priority
+from homealert_mqtt.pipeline import validate
 from homealert_mqtt.pipeline.validate import (
     KNOWN_FIELDS,
     MAX_ATTRIBUTES_BYTES,
     MAX_ATTRIBUTES_DEPTH,
     MAX_MESSAGE_CHARS,
     Limits,
+    Parsed,
     Rejected,
     parse_alert,
 )
@@ -27,8 +29,14 @@ FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 
 
 def parse(data: Any, topic_source: str | None = None) -> IncomingAlert:
+    return parse_payload(data, topic_source).alert
+
+
+def parse_payload(data: Any, topic_source: str | None = None) -> Parsed:
     payload = data if isinstance(data, bytes) else json.dumps(data).encode()
-    return parse_alert(payload, topic_source, LIMITS)
+    parsed = validate.parse(payload, topic_source, LIMITS)
+    assert parse_alert(payload, topic_source, LIMITS) == parsed.alert
+    return parsed
 
 
 def depth(value: Any) -> int:
@@ -128,6 +136,39 @@ def test_naive_timestamp_is_utc() -> None:
 def test_rejected(data: Any, reason: str) -> None:
     with pytest.raises(Rejected, match=reason):
         parse(data)
+
+
+def test_rejected_with_the_json_modules_message() -> None:
+    with pytest.raises(Rejected) as caught:
+        parse("\ufeff{}".encode())
+    assert caught.value.reason == (
+        "payload is not JSON: Unexpected UTF-8 BOM (decode using utf-8-sig): "
+        "line 1 column 1 (char 0)"
+    )
+
+
+def nested(levels: int, inner: Any) -> Any:
+    """`inner` in `levels` lists."""
+    for _ in range(levels):
+        inner = [inner]
+    return inner
+
+
+def test_attributes_depth_limit() -> None:
+    # The attributes object is level 1; a container on level 8 must be empty.
+    assert parse({"source": "a", "type": "b", "attributes": {"x": nested(6, [])}})
+    assert parse({"source": "a", "type": "b", "attributes": {"x": 1, "y": nested(6, 1)}})
+    for too_deep in (nested(7, 1), nested(7, {}), nested(8, None)):
+        with pytest.raises(Rejected, match="nested deeper than 8 levels"):
+            parse({"source": "a", "type": "b", "attributes": {"x": 1, "y": too_deep}})
+    with pytest.raises(Rejected, match="nested deeper than 8 levels"):
+        parse({"source": "a", "type": "b", "unknown": nested(8, None)})
+
+
+def test_attributes_json_is_compact() -> None:
+    parsed = parse_payload({"source": "a", "type": "b", "attributes": {"é": [1, 2.5]}, "x": 1})
+    assert parsed.attributes_json == '{"é":[1,2.5],"x":1}'
+    assert json.loads(parsed.attributes_json) == parsed.alert.attributes
 
 
 def test_surrogate_pairs_are_fine() -> None:
