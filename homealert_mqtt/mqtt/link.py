@@ -21,7 +21,13 @@ import paho.mqtt.client as paho
 from homealert_mqtt.config.settings import MqttSettings
 from homealert_mqtt.mqtt.backoff import Backoff
 from homealert_mqtt.mqtt.client_options import client_kwargs
-from homealert_mqtt.mqtt.paho_speedups import buffer_reads, coalesce_writes, lean_pubacks
+from homealert_mqtt.mqtt.paho_speedups import (
+    Deliver,
+    buffer_reads,
+    coalesce_writes,
+    lean_pubacks,
+    lean_publishes,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -128,7 +134,9 @@ class InboundLink:
             coalesce_writes(paho_client)  # the PUBACKs of a batch
             self.generation += 1
             generation = self.generation
-            paho_client.on_message = self._receiver(generation)
+            deliver = self._receiver(generation)
+            paho_client.on_message = _on_message(deliver)
+            lean_publishes(paho_client, deliver)
             self._watch_session(paho_client)
             if self._sessions is not None:
                 # Before connecting: a resumed session redelivers right after CONNACK.
@@ -189,23 +197,33 @@ class InboundLink:
 
         paho_client.on_connect = on_connect
 
-    def _receiver(self, generation: int) -> Callable[[paho.Client, Any, paho.MQTTMessage], None]:
-        def on_message(_client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+    def _receiver(self, generation: int) -> Deliver:
+        def deliver(topic: str, payload: bytes, header: int, mid: int) -> None:
             # Called on the event loop's thread (aiomqtt reads the socket there).
             self._queue.put_nowait(
                 Inbound(
-                    topic=msg.topic,
-                    payload=bytes(msg.payload),
-                    qos=msg.qos,
-                    mid=msg.mid,
-                    dup=bool(msg.dup),
-                    retain=bool(msg.retain),
+                    topic=topic,
+                    payload=payload,
+                    qos=(header >> 1) & 3,
+                    mid=mid,
+                    dup=bool(header & 0x08),
+                    retain=bool(header & 0x01),
                     generation=generation,
                     session=self._session,
                 )
             )
 
-        return on_message
+        return deliver
+
+
+def _on_message(deliver: Deliver) -> Callable[[paho.Client, Any, paho.MQTTMessage], None]:
+    """paho's own path (see lean_publishes) to the same place."""
+
+    def on_message(_client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        header = (0x08 if msg.dup else 0) | msg.qos << 1 | (0x01 if msg.retain else 0)
+        deliver(msg.topic, bytes(msg.payload), header, msg.mid)
+
+    return on_message
 
 
 class OutboundLink:

@@ -3,6 +3,9 @@
 Per alert the service reads one PUBLISH and one PUBACK for each of its three
 publishes. paho 2 spends most of its time there on things the service never uses:
 
+- `_handle_publish` builds a `Properties` table (MQTT 5), an `MQTTMessage` and a debug
+  log line for every message, and matches its topic against per-topic callbacks;
+
 - `_packet_read` reads every packet with three `recv()` calls (type byte, length
   byte, body), so a 4-byte PUBACK costs three system calls;
 - `_handle_pubackcomp` builds a `Properties` object (a fresh table of every MQTT 5
@@ -14,7 +17,8 @@ publishes. paho 2 spends most of its time there on things the service never uses
 
 `buffer_reads` gives paho's reader a userspace buffer, so one `recv()` takes in
 everything that has arrived, and reads on while the socket (or the buffer) holds
-more. `lean_pubacks` acknowledges a plain successful PUBACK directly; anything else
+more. `lean_publishes` hands a plain QoS 0 or 1 PUBLISH straight to a callback.
+`lean_pubacks` acknowledges a plain successful PUBACK directly; anything else
 (an error reason code, properties, a PUBCOMP) still goes through paho.
 `coalesce_writes` corks the socket while paho writes what is queued, so the kernel
 sends it as one segment when paho is done.
@@ -120,6 +124,52 @@ def _readable(client: paho.Client) -> bool:
     if pending is not None and pending():
         return True
     return bool(select.select([sock], [], [], 0)[0])
+
+
+# (topic, payload, the flags of the PUBLISH header: DUP 0x08, QoS 0x06, RETAIN 0x01, mid)
+Deliver = Callable[[str, bytes, int, int], None]
+
+
+def lean_publishes(client: paho.Client, deliver: Deliver) -> None:
+    """Decode a plain PUBLISH (QoS 0 or 1; on MQTT 5 without properties) and call
+    `deliver(topic, payload, header, mid)`; paho sends no PUBACK for it when
+    `manual_ack` is set, as for its own path.
+
+    Anything else (QoS 2, MQTT 5 properties or a topic alias, a topic that is not UTF-8,
+    a malformed packet) goes through paho, which calls `on_message`: set that to call
+    `deliver` too. Per-topic callbacks (`message_callback_add`) are not consulted.
+    """
+    if not _supported(client) or not hasattr(client, "_handle_publish"):
+        return
+    full = client._handle_publish  # noqa: SLF001
+    v5 = client._protocol == paho.MQTTv5  # noqa: SLF001
+
+    def handle() -> MQTTErrorCode:
+        header: int = client._in_packet["command"]  # noqa: SLF001
+        packet: bytes | bytearray = client._in_packet["packet"]  # noqa: SLF001
+        qos = (header & 0x06) >> 1
+        size = len(packet)
+        if qos > 1 or size < 2:
+            return full()
+        end = 2 + ((packet[0] << 8) | packet[1])
+        if end == 2 or end + 2 * qos + v5 > size:
+            return full()  # an empty topic (an alias) or too short: paho decides
+        try:
+            topic = packet[2:end].decode("utf-8")
+        except UnicodeDecodeError:
+            return full()
+        mid = 0
+        if qos:
+            mid = (packet[end] << 8) | packet[end + 1]
+            end += 2
+        if v5:
+            if packet[end] != 0:
+                return full()  # properties
+            end += 1
+        deliver(topic, bytes(packet[end:]), header & 0x0F, mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    client._handle_publish = handle  # type: ignore[method-assign]  # noqa: SLF001
 
 
 def lean_pubacks(client: paho.Client, on_acked: Callable[[int], None]) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from homealert_mqtt.mqtt import paho_speedups
 from tests.servers import MosquittoServer
@@ -122,3 +124,60 @@ async def test_a_refusing_puback_still_reaches_on_publish(
         await client.publish(f"speedups/{tmp_path.name}", b"x", qos=1, timeout=10)
     assert [reason.is_failure for reason in reasons] == [True]
     assert len(acked) == 1
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_lean_publishes_decode_what_paho_decodes(
+    broker: MosquittoServer, protocol: aiomqtt.ProtocolVersion, tmp_path: Path
+) -> None:
+    base = f"speedups/{protocol.name}/{tmp_path.name}"
+    received: list[tuple[str, str, bytes, int, int]] = []  # (path, topic, payload, header, mid)
+    done = asyncio.Event()
+    subscriber = _client(broker, protocol)
+    paho = subscriber._client
+    paho.manual_ack_set(True)
+
+    def record(path: str) -> paho_speedups.Deliver:
+        def deliver(topic: str, payload: bytes, header: int, mid: int) -> None:
+            received.append((path, topic, payload, header, mid))
+            if payload == b"last":
+                done.set()
+
+        return deliver
+
+    def on_message(_client: Any, _userdata: Any, msg: Any) -> None:
+        header = (0x08 if msg.dup else 0) | msg.qos << 1 | (0x01 if msg.retain else 0)
+        record("paho")(msg.topic, bytes(msg.payload), header, msg.mid)
+
+    paho.on_message = on_message
+    paho_speedups.lean_publishes(paho, record("lean"))
+    paho_speedups.buffer_reads(paho)
+    props = None
+    if protocol == aiomqtt.ProtocolVersion.V5:
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.UserProperty = [("k", "v")]
+    async with _client(broker, protocol) as publisher:
+        await publisher.publish(f"{base}/retained", b"kept", qos=1, retain=True)
+        async with subscriber:
+            await subscriber.subscribe(f"{base}/#", qos=1)
+            await publisher.publish(f"{base}/q0", b"zero", qos=0)
+            await publisher.publish(f"{base}/k\u00fcche", b"", qos=1)
+            await publisher.publish(f"{base}/props", b"with properties", qos=1, properties=props)
+            await publisher.publish(f"{base}/q1", b"last", qos=1)
+            await asyncio.wait_for(done.wait(), 10)
+            for _path, _topic, _payload, header, mid in received:
+                if header & 0x06:
+                    paho.ack(mid, 1)
+        await publisher.publish(f"{base}/retained", b"", qos=1, retain=True)
+    seen = {
+        topic.removeprefix(base + "/"): (path, payload, header)
+        for path, topic, payload, header, _ in received
+    }
+    qos1 = 0x02
+    assert seen["retained"] == ("lean", b"kept", qos1 | 0x01)
+    assert seen["q0"] == ("lean", b"zero", 0)
+    assert seen["k\u00fcche"] == ("lean", b"", qos1)
+    assert seen["q1"] == ("lean", b"last", qos1)
+    props_path = "paho" if protocol == aiomqtt.ProtocolVersion.V5 else "lean"
+    assert seen["props"] == (props_path, b"with properties", qos1)
+    assert all(mid > 0 for _p, _t, _pl, header, mid in received if header & 0x06)
