@@ -23,9 +23,11 @@ from homealert_mqtt.mqtt.backoff import Backoff
 from homealert_mqtt.mqtt.client_options import client_kwargs
 from homealert_mqtt.mqtt.paho_speedups import (
     Deliver,
+    Publish,
     buffer_reads,
     coalesce_writes,
     lean_pubacks,
+    lean_publisher,
     lean_publishes,
 )
 
@@ -246,6 +248,7 @@ class OutboundLink:
         self.dropped = 0
         self._unacked: set[int] = set()  # message ids of our publishes awaiting a PUBACK
         self._room = asyncio.Event()
+        self._lean_publish: Publish | None = None
 
     async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Hand a message to the connection without waiting for its PUBACK: the broker
@@ -259,11 +262,14 @@ class OutboundLink:
         if client is None:
             self.dropped += 1
             return
+        if qos == 1 and self._lean_publish is not None:
+            self._unacked.add(self._lean_publish(topic, payload, retain))
+            return
         info = client._client.publish(topic, payload, qos=qos, retain=retain)  # noqa: SLF001
         if info.rc != paho.MQTT_ERR_SUCCESS:
             self.dropped += 1
             _LOGGER.debug("publish to %s failed: %s", topic, paho.error_string(info.rc))
-        else:
+        elif qos > 0:
             self._unacked.add(info.mid)
 
     def _count_acks(self, client: aiomqtt.Client) -> None:
@@ -272,7 +278,14 @@ class OutboundLink:
         self._unacked.clear()
         refused = False
 
-        def acked(mid: int) -> None:
+        def acked(mid: int, reason: int) -> None:
+            nonlocal refused
+            if reason >= 0x80 and not refused:  # MQTT 5: 0x80 and up are failures
+                refused = True  # once per connection: an ACL would refuse every publish
+                _LOGGER.warning(
+                    "the broker refused a publish (MQTT 5 reason code 0x%02x): check its ACL",
+                    reason,
+                )
             self._unacked.discard(mid)
             if len(self._unacked) < OUTBOUND_INFLIGHT // 2:
                 self._room.set()
@@ -280,17 +293,8 @@ class OutboundLink:
             if confirmation is not None:
                 confirmation.set()
 
-        def on_publish(*args: Any) -> None:  # (client, userdata, mid, reason, properties)
-            # Only PUBACKs that carry more than success get here (see lean_pubacks).
-            nonlocal refused
-            reason = args[3]
-            if getattr(reason, "is_failure", False) and not refused:
-                refused = True  # once per connection: an ACL would refuse every publish
-                _LOGGER.warning("the broker refused a publish: %s (check its ACL)", reason)
-            acked(args[2])
-
-        paho_client.on_publish = on_publish
         lean_pubacks(paho_client, acked)
+        self._lean_publish = lean_publisher(paho_client)
         buffer_reads(paho_client)
         coalesce_writes(paho_client)
 

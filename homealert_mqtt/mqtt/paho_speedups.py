@@ -1,30 +1,28 @@
 """Cheaper per-packet paths for paho's client, for the service's two connections.
 
-Per alert the service reads one PUBLISH and one PUBACK for each of its three
-publishes. paho 2 spends most of its time there on things the service never uses:
+Per alert the service reads one PUBLISH, writes a PUBACK and three PUBLISHes, and
+reads their three PUBACKs. paho 2 spends most of that time on things the service never
+uses:
 
+- `_packet_read` reads every packet with three `recv()` calls (type byte, length byte,
+  body), so a 4-byte PUBACK costs three system calls;
 - `_handle_publish` builds a `Properties` table (MQTT 5), an `MQTTMessage` and a debug
-  log line for every message, and matches its topic against per-topic callbacks;
-
-- `_packet_read` reads every packet with three `recv()` calls (type byte, length
-  byte, body), so a 4-byte PUBACK costs three system calls;
-- `_handle_pubackcomp` builds a `Properties` object (a fresh table of every MQTT 5
-  property) and a `ReasonCode` for every PUBACK, before the callback chain.
-
-- `_packet_write` sends every queued packet with its own `send()`, and on loopback
-  each one wakes the broker (a state, a group and an event per alert: three wake-ups
-  where one does).
+  log call for every message, and matches its topic against per-topic callbacks;
+- `publish()` builds an `MQTTMessage` and an `MQTTMessageInfo` (with a threading
+  Condition) per message, and `_handle_pubackcomp` a `Properties` table and a
+  `ReasonCode` for every PUBACK;
+- `_packet_write` sends every queued packet with its own `send()`, and on loopback each
+  one wakes the broker.
 
 `buffer_reads` gives paho's reader a userspace buffer, so one `recv()` takes in
-everything that has arrived, and reads on while the socket (or the buffer) holds
-more. `lean_publishes` hands a plain QoS 0 or 1 PUBLISH straight to a callback.
-`lean_pubacks` acknowledges a plain successful PUBACK directly; anything else
-(an error reason code, properties, a PUBCOMP) still goes through paho.
-`coalesce_writes` corks the socket while paho writes what is queued, so the kernel
-sends it as one segment when paho is done.
+everything that has arrived, and reads on while the socket (or the buffer) holds more.
+`lean_publishes` hands a plain QoS 0 or 1 PUBLISH straight to a callback.
+`lean_publisher` queues a QoS 1 PUBLISH without paho's per-message objects, and
+`lean_pubacks` settles every PUBACK with one callback. `coalesce_writes` corks the
+socket while paho writes what is queued, so the kernel sends it as one segment.
 
-Both only replace attributes of one client instance and keep paho's bookkeeping
-(`_out_messages`, `_inflight_messages`, the message info); paho is pinned below 3 in
+Each replaces attributes of one client instance only, keeps paho's bookkeeping for
+paho's own messages, and hands anything unusual to paho. paho is pinned below 3 in
 pyproject.toml, and a paho without these attributes simply keeps its own paths.
 """
 
@@ -172,12 +170,12 @@ def lean_publishes(client: paho.Client, deliver: Deliver) -> None:
     client._handle_publish = handle  # type: ignore[method-assign]  # noqa: SLF001
 
 
-def lean_pubacks(client: paho.Client, on_acked: Callable[[int], None]) -> None:
-    """Handle a plain successful PUBACK without paho's per-packet objects.
-
-    `on_acked(mid)` is called for each such PUBACK of ours, instead of paho's
-    `on_publish`. Any other PUBACK (an MQTT 5 reason code >= 0x80, properties) and
-    PUBCOMP still go through paho, which calls `on_publish` with the reason.
+def lean_pubacks(client: paho.Client, on_acked: Callable[[int, int], None]) -> None:
+    """Handle every PUBACK without paho's per-packet objects: `on_acked(mid, reason)`
+    (reason 0 on MQTT 3.1.1; on MQTT 5 the reason code, >= 0x80 when the broker refused
+    the message) instead of paho's `on_publish`, for paho's publishes and for
+    `lean_publisher`'s. paho's bookkeeping for its own publishes is kept; PUBCOMP (QoS 2)
+    still goes through paho.
     """
     if not _supported(client):
         return
@@ -187,28 +185,81 @@ def lean_pubacks(client: paho.Client, on_acked: Callable[[int], None]) -> None:
 
     def handle(cmd: str) -> MQTTErrorCode:
         packet: bytes | bytearray = client._in_packet["packet"]  # noqa: SLF001
-        # MQTT 5 may add a reason code (0x00 success, 0x10 no subscribers) and an empty
-        # property length; 3.1.1 has only the packet id.
-        if cmd != "PUBACK" or not (
-            len(packet) == 2
-            or (len(packet) == 3 and packet[2] in (0x00, 0x10))
-            or (len(packet) == 4 and packet[2] in (0x00, 0x10) and packet[3] == 0)
-        ):
-            return full(cmd)  # type: ignore[arg-type]
+        if cmd != "PUBACK" or len(packet) < 2:
+            return full(cmd)  # type: ignore[arg-type]  # paho reports a malformed packet
         mid = (packet[0] << 8) | packet[1]
+        # MQTT 5 may add a reason code and properties (ignored); 3.1.1 has only the id.
+        reason = packet[2] if len(packet) > 2 else 0
         with lock:
             message = out_messages.pop(mid, None)
-        if message is None:
-            return MQTTErrorCode.MQTT_ERR_SUCCESS  # a duplicate PUBACK
-        message.info._set_as_published()  # noqa: SLF001 - wakes wait_for_publish()
-        on_acked(mid)
-        if message.qos > 0:
-            client._inflight_messages -= 1  # noqa: SLF001
-            if client._max_inflight_messages > 0:  # noqa: SLF001
-                return client._update_inflight()  # noqa: SLF001 - send what waited for room
+        on_acked(mid, reason)
+        if message is not None:  # one of paho's own publishes
+            message.info._set_as_published()  # noqa: SLF001 - wakes wait_for_publish()
+            if message.qos > 0:
+                client._inflight_messages -= 1  # noqa: SLF001
+                if client._max_inflight_messages > 0:  # noqa: SLF001
+                    return client._update_inflight()  # noqa: SLF001 - send what waited
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     client._handle_pubackcomp = handle  # type: ignore[method-assign]  # noqa: SLF001
+
+
+Publish = Callable[[str, bytes, bool], int]  # (topic, payload, retain) -> packet id
+
+
+def lean_publisher(client: paho.Client) -> Publish | None:
+    """A QoS 1 publish that queues the packet on paho's connection without paho's
+    per-message objects (an MQTTMessage, an MQTTMessageInfo with its Condition), and
+    returns its packet id. Its PUBACK reaches `lean_pubacks`' `on_acked`, which must be
+    set. paho neither tracks nor resends these messages; the caller counts them, and on a
+    new connection republishes what matters (the service resyncs from Redis).
+
+    The topic must be valid for publishing (no wildcards); it is not checked here.
+    """
+    if not _supported(client) or not all(
+        hasattr(client, name)
+        for name in ("_mid_generate", "_out_packet", "_call_socket_register_write")
+    ):
+        return None
+    v5 = client._protocol == paho.MQTTv5  # noqa: SLF001
+    properties = b"\x00" if v5 else b""  # MQTT 5: an empty property length
+    out_packet = client._out_packet  # noqa: SLF001
+    next_mid = client._mid_generate  # noqa: SLF001
+    register_write = client._call_socket_register_write  # noqa: SLF001
+
+    def publish(topic: str, payload: bytes, retain: bool) -> int:
+        mid = next_mid()
+        name = topic.encode()
+        body = b"".join(
+            (len(name).to_bytes(2, "big"), name, mid.to_bytes(2, "big"), properties, payload)
+        )
+        packet = bytes((0x32 | retain,)) + _remaining_length(len(body)) + body
+        # The shape paho's _packet_write expects of a queued packet.
+        out_packet.append(
+            {
+                "command": 0x32,
+                "mid": mid,
+                "qos": 1,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": None,
+            }
+        )
+        register_write()
+        return mid
+
+    return publish
+
+
+def _remaining_length(size: int) -> bytes:
+    """MQTT's variable-length integer."""
+    out = bytearray()
+    while True:
+        size, digit = divmod(size, 128)
+        out.append(digit | (0x80 if size else 0))
+        if not size:
+            return bytes(out)
 
 
 def coalesce_writes(client: paho.Client) -> None:
