@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from homealert_mqtt.config.settings import AlertSettings
-from homealert_mqtt.models import AlertRecord, GroupRecord, Priority, Summary
+from homealert_mqtt.models import AlertRecord, GroupRecord, Priority, State, Summary
 from homealert_mqtt.store.keys import Keys
 from homealert_mqtt.store.scripts import Scripts, as_str
 
@@ -76,9 +76,10 @@ class HistoryEntry:
     at: int
 
 
-# The scripts reply with cjson.encode: an alert as {field: string}, a group as group_state
-# builds it (_lib.lua), false for none; and cjson writes every empty table as `{}`, so a
-# list that may be empty is only ever iterated here.
+# The scripts reply with cjson.encode: an alert as HGETALL answers, [field, value, ...]
+# (every value a string), a group as group_state builds it (_lib.lua), false for none; and
+# cjson writes every empty table as `{}`, so a list that may be empty is only ever
+# iterated here.
 def group_from_json(raw: Any) -> GroupRecord | None:
     if not raw:
         return None
@@ -96,7 +97,10 @@ def group_from_json(raw: Any) -> GroupRecord | None:
 
 
 def alert_from_json(raw: Any) -> AlertRecord | None:
-    return AlertRecord.from_redis(raw) if raw else None
+    if not raw:
+        return None
+    pairs = iter(raw)
+    return AlertRecord.from_redis(dict(zip(pairs, pairs, strict=True)))
 
 
 def _ingest_arg(req: IngestRequest) -> str:
@@ -117,7 +121,7 @@ def _ingest_arg(req: IngestRequest) -> str:
             req.group_key_text,
             req.base_group_id,
             req.client_id,
-            req.mid,
+            str(req.mid),
             req.dup,
             req.digest,
             req.quiet_start,
@@ -139,16 +143,19 @@ class AlertStore:
         self.clock = clock
         self.settings = settings
         self.scripts = Scripts.register(redis)
-        self.lua_settings = json.dumps(
-            {
-                "retention": {s.value: v * 1000 for s, v in settings.retention.items()},
-                "dedup": settings.dedup.enabled,
-                "dedup_window": settings.dedup.window * 1000,
-                "group_window": settings.grouping.window * 1000,
-                "group_max": settings.grouping.max_group_size,
-                "hist_max": settings.history_max_entries,
-                "hist_age": settings.history_max_age * 1000,
-            }
+        # The scripts' ARGV[2], in the order parse_settings (_lib.lua) reads it: retention
+        # per state in State's order first.
+        self.lua_settings = " ".join(
+            str(v)
+            for v in (
+                *(settings.retention[s] * 1000 for s in State),
+                int(settings.dedup.enabled),
+                settings.dedup.window * 1000,
+                settings.grouping.window * 1000,
+                settings.grouping.max_group_size,
+                settings.history_max_entries,
+                settings.history_max_age * 1000,
+            )
         )
         self._lua_settings_bytes = self.lua_settings.encode()
         self._ingest_head = (self.scripts.ingest.sha.encode(), b"1", keys.prefix.encode())

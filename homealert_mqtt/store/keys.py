@@ -78,6 +78,10 @@ class Keys:
         return self._k("history_sources")  # set: sources with history
 
     @property
+    def history_last(self) -> str:
+        return self._k("history_last")  # hash: source -> id of the last entry of its history
+
+    @property
     def timers(self) -> str:
         return self._k("timers")  # zset: "<alert id>|<epoch>|<level>" by due time
 

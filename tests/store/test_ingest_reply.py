@@ -17,11 +17,16 @@ from tests.store.conftest import StoreKit
 
 
 async def ingest_raw(kit: StoreKit, request: IngestRequest) -> dict[str, Any]:
-    """ingest.lua's reply as it comes, not yet turned into records."""
+    """ingest.lua's reply as it comes, not yet turned into records (the alert's flat list
+    of fields and values as a dict)."""
     reply = await kit.store.scripts.ingest(
         keys=[kit.keys.prefix], args=[kit.clock(), kit.store.lua_settings, _ingest_arg(request)]
     )
     decoded: dict[str, Any] = json.loads(reply)
+    if alert := decoded["alert"]:
+        assert len(alert) % 2 == 0
+        decoded["alert"] = dict(zip(alert[::2], alert[1::2], strict=True))
+        assert len(decoded["alert"]) == len(alert) // 2  # no field twice
     return decoded
 
 

@@ -38,7 +38,7 @@ async def alert_in(kit: StoreKit, state: State, tag: str) -> str:
         if how == "lua":
             to, _rule = await kit.lua(
                 "local to, rule = transition(ARGV[1], ARGV[2], tonumber(ARGV[3]),"
-                " cjson.decode(ARGV[4]).retention, {})\nreturn {to, rule}",
+                " parse_settings(ARGV[4]).retention, {})\nreturn {to, rule}",
                 alert_id,
                 action,
                 kit.clock(),

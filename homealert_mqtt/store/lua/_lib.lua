@@ -16,16 +16,19 @@ end
 local OPEN = {new = true, active = true, acknowledged = true, escalated = true}
 
 -- The transition table (rule id, action, from-states, to-state). The same table is
--- models.TRANSITIONS in Python; tests compare the two.
-local TRANSITIONS = {
-  activate = {rule = 'T1', from = {new = true}, to = 'active'},
-  escalate = {rule = 'T2', from = {new = true, active = true, escalated = true}, to = 'escalated'},
-  ack = {rule = 'T3', from = {new = true, active = true, escalated = true}, to = 'acknowledged'},
-  resolve = {rule = 'T4', from = {new = true, active = true, acknowledged = true, escalated = true}, to = 'resolved'},
-  reopen = {rule = 'T5', from = {resolved = true}, to = 'new'},
-}
+-- models.TRANSITIONS in Python; tests compare the two. Built when first needed: building
+-- its eleven tables took ~2 us in every script run, and a new alert or a repeat needs none.
+local TRANSITIONS
 
 local function next_state(action, state)
+  TRANSITIONS = TRANSITIONS or {
+    activate = {rule = 'T1', from = {new = true}, to = 'active'},
+    escalate = {rule = 'T2', from = {new = true, active = true, escalated = true}, to = 'escalated'},
+    ack = {rule = 'T3', from = {new = true, active = true, escalated = true}, to = 'acknowledged'},
+    resolve = {rule = 'T4', from = {new = true, active = true, acknowledged = true, escalated = true},
+      to = 'resolved'},
+    reopen = {rule = 'T5', from = {resolved = true}, to = 'new'},
+  }
   local t = TRANSITIONS[action]
   if t and t.from[state] then
     return t.to, t.rule
@@ -59,30 +62,76 @@ end
 
 -- retention: a table state -> milliseconds
 local function keep_until(id, state, now, retention)
-  redis.call('ZADD', k('retention'), now + retention[state], id)
+  -- A number argument would cost Redis a '%.17g': string.format('%d') is far cheaper.
+  redis.call('ZADD', k('retention'), string.format('%d', now + retention[state]), id)
 end
 
-local function parse_retention(json)
-  return cjson.decode(json)
+-- The settings the service passes (AlertStore.lua_settings): integers in a fixed order,
+-- left as strings. cjson turned every number into a double through strtod, which cost more
+-- than all else of the settings' work; Lua converts the few a call does arithmetic on.
+-- Retention is in ms per state, the windows and the age in ms.
+local function parse_settings(text)
+  local new, active, acked, escalated, resolved, dedup, dedup_window, group_window, group_max,
+    hist_max, hist_age = string.match(text,
+      '^(%d+) (%d+) (%d+) (%d+) (%d+) ([01]) (%d+) (%d+) (%d+) (%d+) (%d+)$')
+  if not new then
+    error('bad settings: ' .. text)
+  end
+  return {
+    retention = {new = new, active = active, acknowledged = acked, escalated = escalated,
+      resolved = resolved},
+    dedup = dedup == '1', dedup_window = dedup_window, group_window = group_window,
+    group_max = group_max, hist_max = hist_max, hist_age = hist_age,
+  }
 end
 
-local function history_add(source, id, event, atype, prio, now, max_entries, max_age)
-  local key = k('history', source)
-  -- Entry ids follow the service's clock, as `at` and the age trim below do (with '*'
-  -- they would follow Redis's, and an injected or skewed clock would trim everything).
-  -- XADD needs them increasing: a clock that went back reuses the last millisecond.
-  local ms, seq = now, 0
-  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+-- History entry ids follow the service's clock, as `at` and the age trim do (with '*' they
+-- would follow Redis's, and an injected or skewed clock would trim everything). XADD needs
+-- them increasing: a clock that went back reuses the last millisecond. Returns the id after
+-- `last` (a stream's last id, or nil) at `now`, and whether it opens a new millisecond.
+local function history_id(last, now, now_s)
   if last then
-    local last_ms, last_seq = string.match(last[1], '^(%d+)-(%d+)$')
-    if tonumber(last_ms) >= ms then
-      ms, seq = tonumber(last_ms), tonumber(last_seq) + 1
+    local ms, seq = string.match(last, '^(%d+)-(%d+)$')
+    if tonumber(ms) >= now then
+      return ms .. '-' .. string.format('%d', tonumber(seq) + 1), false
     end
   end
-  redis.call('XADD', key, 'MAXLEN', '~', max_entries, string.format('%d-%d', ms, seq),
-    'id', id, 'event', event, 'type', atype, 'priority', prio, 'at', now)
-  redis.call('XTRIM', key, 'MINID', '~', tostring(now - max_age))
-  redis.call('SADD', k('history_sources'), source)
+  return now_s .. '-0', true
+end
+
+local function stream_last(key)
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+  return last and last[1]
+end
+
+local function history_xadd(call, key, max_entries, eid, id, event, atype, prio, at)
+  return call('XADD', key, 'MAXLEN', '~', max_entries, eid,
+    'id', id, 'event', event, 'type', atype, 'priority', prio, 'at', at)
+end
+
+-- cfg: the settings (hist_max, hist_age).
+local function history_add(source, id, event, atype, prio, now, now_s, cfg)
+  local key, last_ids = k('history', source), k('history_last')
+  -- Each stream's last id is also kept in one hash: far cheaper to read than the stream.
+  local last = redis.call('HGET', last_ids, source)
+  if not last then -- a new source, or one whose stream predates the hash
+    last = stream_last(key)
+    redis.call('SADD', k('history_sources'), source)
+  end
+  local eid, new_ms = history_id(last, now, now_s)
+  if type(history_xadd(redis.pcall, key, cfg.hist_max, eid, id, event, atype, prio, now_s))
+      == 'table' then
+    -- Refused: the stream is ahead of the hash (a replica of an older version wrote to it).
+    eid, new_ms = history_id(stream_last(key), now, now_s)
+    history_xadd(redis.call, key, cfg.hist_max, eid, id, event, atype, prio, now_s)
+  end
+  -- The age limit only moves when a new millisecond does: the call that opened this one
+  -- trimmed at the same limit (or a later one, when the clock went back), and entries only
+  -- ever join at the end.
+  if new_ms then
+    redis.call('XTRIM', key, 'MINID', '~', string.format('%d', now - cfg.hist_age))
+  end
+  redis.call('HSET', last_ids, source, eid)
 end
 
 local PRIO_RANK = {P1 = 1, P2 = 2, P3 = 3, P4 = 4, P5 = 5}
@@ -124,32 +173,40 @@ end
 -- its data (no AOF) and re-creates an alert under the same id still counts upwards.
 local function next_rev(last)
   local t = redis.call('TIME')
-  local rev = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  last = tonumber(last or '0') or 0
-  if last >= rev then rev = last + 1 end
-  return string.format('%d', rev) -- exact for any integer below 2^63, and cheap ('%.0f' is not)
-end
-
--- HSET of a table {field = value}.
-local function hset(key, fields)
-  local flat = {}
-  for name, value in pairs(fields) do
-    flat[#flat + 1] = name
-    flat[#flat + 1] = value
+  -- Strings all along (tonumber() cost more than the rest): revs are integers without
+  -- leading zeros, so the longer is the larger, and equally long ones compare as text.
+  local rev = t[1] .. string.sub('00000' .. t[2], -6)
+  if last and (#last > #rev or (#last == #rev and last >= rev)) then
+    rev = string.format('%d', tonumber(last) + 1) -- a double: exact below 2^53 (year 2255)
   end
-  redis.call('HSET', key, unpack(flat))
+  return rev
 end
 
--- The alert's hash as a table {field = value} (every value a string, as the service reads
--- it), or false when it is gone.
+-- An alert travels as its hash does in an HGETALL reply, a flat list {field, value, ...}
+-- (every value a string): turning it into a table {field = value} and back cost more than
+-- the few lookups that field() makes in it.
+
+-- The index of field `name`'s value in alert `a`, or nil when it has none.
+local function field_at(a, name)
+  for i = 1, #a, 2 do
+    if a[i] == name then
+      return i + 1
+    end
+  end
+  return nil
+end
+
+-- The value of field `name` of alert `a`, or nil.
+local function field(a, name)
+  local i = field_at(a, name)
+  return i and a[i]
+end
+
+-- The alert as it is stored, or false when it is gone.
 local function alert_read(id)
-  local flat = redis.call('HGETALL', k('alert', id))
-  if #flat == 0 then
+  local a = redis.call('HGETALL', k('alert', id))
+  if #a == 0 then
     return false
-  end
-  local a = {}
-  for i = 1, #flat, 2 do
-    a[flat[i]] = flat[i + 1]
   end
   return a
 end
@@ -158,8 +215,14 @@ end
 local function alert_snapshot(id)
   local a = alert_read(id)
   if a then
-    a.rev = next_rev(a.rev)
-    redis.call('HSET', k('alert', id), 'rev', a.rev)
+    local i = field_at(a, 'rev')
+    local rev = next_rev(i and a[i])
+    if not i then
+      a[#a + 1] = 'rev'
+      i = #a + 1
+    end
+    a[i] = rev
+    redis.call('HSET', k('alert', id), 'rev', rev)
   end
   return a
 end
@@ -233,12 +296,12 @@ local function transition(id, action, now, retention, extra)
   return to, rule
 end
 
--- The group of alert `a` (an alert_read table), its `updated` moved to the alert's change;
--- false when the alert is in no group.
+-- The group of alert `a` (see alert_read), its `updated` moved to the alert's change; false
+-- when the alert is in no group.
 local function group_of(a)
-  local gid = a.group_id
+  local gid = field(a, 'group_id')
   if gid and gid ~= '' then
-    redis.call('HSET', k('group', gid), 'updated', a.updated_at)
+    redis.call('HSET', k('group', gid), 'updated', field(a, 'updated_at'))
     return group_state(gid)
   end
   return false

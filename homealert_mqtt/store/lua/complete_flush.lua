@@ -1,7 +1,8 @@
 -- complete_flush.lua: after a batch was notified, move its alerts on.
 --
 -- KEYS[1]  key prefix with hash tag
--- ARGV[1]  now (epoch ms)   ARGV[2] settings JSON (see ingest.lua)   ARGV[3] flush key
+-- ARGV[1]  now (epoch ms)   ARGV[2] settings (see parse_settings in _lib.lua)
+-- ARGV[3]  flush key
 -- ARGV[4]  digest interval (ms)   ARGV[5] n, then n times:
 --          timer member, next level ('' = none), next round, next due (ms)
 --
@@ -15,7 +16,7 @@
 -- cjson writes an empty list as `{}`).
 
 local now = tonumber(ARGV[1])
-local cfg = cjson.decode(ARGV[2])
+local cfg = parse_settings(ARGV[2])
 local fkey = ARGV[3]
 local digest = tonumber(ARGV[4])
 local n = tonumber(ARGV[5])

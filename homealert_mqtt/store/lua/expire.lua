@@ -1,7 +1,8 @@
 -- expire.lua: remove alerts whose retention has run out, and groups left empty.
 --
 -- KEYS[1]  key prefix with hash tag
--- ARGV[1]  now (epoch ms)   ARGV[2] settings JSON (see ingest.lua)   ARGV[3] batch limit
+-- ARGV[1]  now (epoch ms)   ARGV[2] settings (see parse_settings in _lib.lua)
+-- ARGV[3]  batch limit
 --
 -- Returns one JSON object {expired = alert ids, changed = states of groups that changed
 -- (see group_state in _lib.lua), removed = ids of groups removed}; cjson writes an empty
@@ -9,8 +10,9 @@
 -- Each removed alert and group is also put in the `clear` set, so that its retained
 -- topic is cleared even if this process dies before it publishes the empty payload.
 
-local now = tonumber(ARGV[1])
-local cfg = cjson.decode(ARGV[2])
+local now_s = ARGV[1]
+local now = tonumber(now_s)
+local cfg = parse_settings(ARGV[2])
 local due = redis.call('ZRANGEBYSCORE', k('retention'), '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local expired, changed, removed, touched = {}, {}, {}, {}
 
@@ -29,7 +31,7 @@ for _, id in ipairs(due) do
       redis.call('DEL', k('fp', a[1]))
     end
     redis.call('SADD', k('clear'), 'alert:' .. id)
-    history_add(a[4], id, 'expired', a[5], a[3], now, cfg.hist_max, cfg.hist_age)
+    history_add(a[4], id, 'expired', a[5], a[3], now, now_s, cfg)
     expired[#expired + 1] = id
     local gid = a[2]
     if gid and gid ~= '' then
