@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from homealert_mqtt.store.alert_store import IngestRequest, _ingest_arg
+from homealert_mqtt.store.alert_store import INGEST_CHUNK, IngestRequest, _ingest_arg
 from homealert_mqtt.store.scripts import as_str
 from tests.requests import bare_request
 from tests.store.conftest import StoreKit
@@ -20,9 +20,11 @@ async def ingest_raw(kit: StoreKit, request: IngestRequest) -> dict[str, Any]:
     """ingest.lua's reply as it comes, not yet turned into records (the alert's flat list
     of fields and values as a dict)."""
     reply = await kit.store.scripts.ingest(
-        keys=[kit.keys.prefix], args=[kit.clock(), kit.store.lua_settings, _ingest_arg(request)]
+        keys=[kit.keys.prefix],
+        args=[kit.clock(), kit.store.lua_settings, f"[{_ingest_arg(request)}]"],
     )
-    decoded: dict[str, Any] = json.loads(reply)
+    decoded: dict[str, Any]
+    (decoded,) = json.loads(reply)
     if alert := decoded["alert"]:
         assert len(alert) % 2 == 0
         decoded["alert"] = dict(zip(alert[::2], alert[1::2], strict=True))
@@ -158,3 +160,25 @@ async def test_empty_lists_read_as_empty(kit: StoreKit) -> None:
     assert (empty.alert_ids, empty.highest_priority, empty.state) == ((), None, "resolved")
     expired = await kit.store.expire_due()
     assert (expired.expired, expired.changed_groups, expired.removed_groups) == ((), (), ())
+
+
+async def test_a_batch_over_several_calls_keeps_its_order(kit: StoreKit) -> None:
+    """ingest_many splits a batch into INGEST_CHUNK alerts per script call: one
+    fingerprint repeated across the calls is counted in order, and a resolve after the
+    last repeat finds the alert open."""
+    size = 2 * INGEST_CHUNK + 5
+    requests = [
+        kit.request(type="chunked", message=f"#{i}") if i % 3 == 0 else kit.request(type=f"d{i}")
+        for i in range(size)
+    ]
+    requests.append(kit.request(type="chunked", status="resolved"))
+    results = await kit.store.ingest_many(requests)
+    assert len(results) == len(requests)
+    repeats = [r for i, r in enumerate(results[:-1]) if i % 3 == 0]
+    assert [r.outcome for r in repeats] == ["created"] + ["deduplicated"] * (len(repeats) - 1)
+    assert [r.alert.count for r in repeats if r.alert] == list(range(1, len(repeats) + 1))
+    assert repeats[-1].alert is not None
+    assert repeats[-1].alert.message == f"#{3 * (len(repeats) - 1)}"
+    assert results[-1].outcome == "resolved"
+    others = [r.outcome for i, r in enumerate(results[:-1]) if i % 3 != 0]
+    assert others == ["created"] * len(others)

@@ -1,10 +1,12 @@
--- ingest.lua: one validated alert, deduplicated, grouped and stored in one atomic step.
+-- ingest.lua: validated alerts, each deduplicated, grouped and stored in one atomic
+-- step, in order. One call takes a chunk of a batch: per call, Redis and redis-py each
+-- pay a fixed cost that would otherwise be paid per alert.
 --
 -- KEYS[1]  key prefix with hash tag
 -- ARGV[1]  now (epoch ms)
 -- ARGV[2]  settings (see parse_settings in _lib.lua)
--- ARGV[3]  the alert as one JSON array (one argument costs the service far less to send
---          than 19), in this order:
+-- ARGV[3]  a JSON array of alerts, each a JSON array (one argument costs the service far
+--          less to send than 19) in this order:
 --   [1] fingerprint   [2] base id (topic-safe, without occurrence suffix)
 --   [3] status: firing|resolved
 --   [4] source   [5] type   [6] severity ('' = none)   [7] priority   [8] message
@@ -16,7 +18,7 @@
 --        (T1) with level 1's timer instead of a level-0 timer
 --   [19] level 1's delay (ms), or null when the policy has one level
 --
--- Returns one JSON object {outcome, alert, group, events}:
+-- Returns a JSON array with, per alert in order, an object {outcome, alert, group, events}:
 --   outcome: created | deduplicated | reopened | resolved | redelivered | no_open_alert
 --   alert: the alert's fields as a flat list {name, value, ...} (see alert_read in
 --          _lib.lua), or false
@@ -27,207 +29,216 @@
 local now_s = ARGV[1]
 local now = tonumber(now_s)
 local cfg = parse_settings(ARGV[2])
-local fp, base_id, status, source, atype, severity, prio, message, attributes, ts,
-  gkh, gtext, base_gid, client, mid, dup, digest, quiet, next_delay =
-  unpack(cjson.decode(ARGV[3]))
-if next_delay == cjson.null then next_delay = nil end
 
-local function reply(outcome, alert, group, events)
-  return cjson.encode({outcome = outcome, alert = alert, group = group, events = events})
-end
+-- One alert; returns its reply (a table).
+local function ingest_one(request)
+  local fp, base_id, status, source, atype, severity, prio, message, attributes, ts,
+    gkh, gtext, base_gid, client, mid, dup, digest, quiet, next_delay = unpack(request)
+  if next_delay == cjson.null then next_delay = nil end
 
--- The first escalation step of a new or re-opened alert: level 0 at once, or, when
--- level 0 reaches nobody, level 1 when it is due (the alert is already active). Returns
--- the alert's `timer` (nil: none) and `next_escalation_at`, for the caller's one HSET.
--- Neither alert has a timer to cancel: a new one never had one, and resolving cancelled a
--- re-opened one's.
-local function first_timer(id, epoch)
-  local level, due = '0', now_s
-  if quiet then
-    if not next_delay then
-      return nil, ''
+  local function reply(outcome, alert, group, events)
+    return {outcome = outcome, alert = alert, group = group, events = events}
+  end
+
+  -- The first escalation step of a new or re-opened alert: level 0 at once, or, when
+  -- level 0 reaches nobody, level 1 when it is due (the alert is already active). Returns
+  -- the alert's `timer` (nil: none) and `next_escalation_at`, for the caller's one HSET.
+  -- Neither alert has a timer to cancel: a new one never had one, and resolving cancelled a
+  -- re-opened one's.
+  local function first_timer(id, epoch)
+    local level, due = '0', now_s
+    if quiet then
+      if not next_delay then
+        return nil, ''
+      end
+      level, due = '1', string.format('%d', now + next_delay)
     end
-    level, due = '1', string.format('%d', now + next_delay)
+    local member = timer_member(id, epoch, level, '0')
+    redis.call('ZADD', k('timers'), due, member)
+    return member, due
   end
-  local member = timer_member(id, epoch, level, '0')
-  redis.call('ZADD', k('timers'), due, member)
-  return member, due
-end
 
-local fpkey = k('fp', fp)
+  local fpkey = k('fp', fp)
 
--- A QoS 1 message the broker sends again (DUP set) after we committed it but died
--- before the PUBACK: change nothing, answer with the state as it is.
-if client ~= '' and mid ~= '0' then
-  local seen = k('seen', client)
-  if dup and redis.call('HGET', seen, mid) == digest then
-    local cur = redis.call('HGET', fpkey, 'id')
-    local a = cur and alert_snapshot(cur)
-    if a then
-      return reply('redelivered', a, group_of(a), {})
+  -- A QoS 1 message the broker sends again (DUP set) after we committed it but died
+  -- before the PUBACK: change nothing, answer with the state as it is.
+  if client ~= '' and mid ~= '0' then
+    local seen = k('seen', client)
+    if dup and redis.call('HGET', seen, mid) == digest then
+      local cur = redis.call('HGET', fpkey, 'id')
+      local a = cur and alert_snapshot(cur)
+      if a then
+        return reply('redelivered', a, group_of(a), {})
+      end
+      return reply('redelivered', false, false, {})
     end
-    return reply('redelivered', false, false, {})
+    redis.call('HSET', seen, mid, digest)
   end
-  redis.call('HSET', seen, mid, digest)
-end
 
-local fp_state = redis.call('HMGET', fpkey, 'id', 'occ')
-local cur = fp_state[1]
-local cur_state, cur_fields = nil, nil
-if cur then
-  cur_fields = redis.call('HMGET', k('alert', cur), 'state', 'priority', 'resolved_at',
-    'first_seen', 'count', 'epoch', 'rev')
-  cur_state = cur_fields[1]
-end
-
-if status == 'resolved' then
-  if cur_state and OPEN[cur_state] then
-    transition(cur, 'resolve', now, cfg.retention,
-      {'resolved_at', now, 'resolved_by', source, 'last_seen', now})
-    history_add(source, cur, 'resolved', atype, cur_fields[2], now, now_s, cfg)
-    local a = alert_snapshot(cur)
-    return reply('resolved', a, group_of(a), {'resolved'})
+  local fp_state = redis.call('HMGET', fpkey, 'id', 'occ')
+  local cur = fp_state[1]
+  local cur_state, cur_fields = nil, nil
+  if cur then
+    cur_fields = redis.call('HMGET', k('alert', cur), 'state', 'priority', 'resolved_at',
+      'first_seen', 'count', 'epoch', 'rev')
+    cur_state = cur_fields[1]
   end
-  return reply('no_open_alert', false, false, {})
-end
 
--- What a repeat or a re-opening changes, as HSET's list of fields and values (strings: a
--- number costs Redis a '%.17g').
-local function changes()
-  return {'last_seen', now_s, 'updated_at', now_s, 'message', message,
-    'attributes', attributes, 'timestamp', ts,
-    'count', string.format('%d', (tonumber(cur_fields[5]) or 0) + 1),
-    'rev', next_rev(cur_fields[7])}
-end
-
-local function extend(list, more)
-  for i = 1, #more do
-    list[#list + 1] = more[i]
+  if status == 'resolved' then
+    if cur_state and OPEN[cur_state] then
+      transition(cur, 'resolve', now, cfg.retention,
+        {'resolved_at', now, 'resolved_by', source, 'last_seen', now})
+      history_add(source, cur, 'resolved', atype, cur_fields[2], now, now_s, cfg)
+      local a = alert_snapshot(cur)
+      return reply('resolved', a, group_of(a), {'resolved'})
+    end
+    return reply('no_open_alert', false, false, {})
   end
-  return list
-end
 
-if cfg.dedup and cur_state and OPEN[cur_state] then
-  local update = changes()
-  -- A repeat may raise the priority (a worse reading), never lower it.
-  local old_prio = cur_fields[2]
-  if PRIO_RANK[prio] < PRIO_RANK[old_prio] then
-    extend(update, {'priority', prio})
-    reindex(cur, cur_state, prio, old_prio, cur_fields[4])
+  -- What a repeat or a re-opening changes, as HSET's list of fields and values (strings: a
+  -- number costs Redis a '%.17g').
+  local function changes()
+    return {'last_seen', now_s, 'updated_at', now_s, 'message', message,
+      'attributes', attributes, 'timestamp', ts,
+      'count', string.format('%d', (tonumber(cur_fields[5]) or 0) + 1),
+      'rev', next_rev(cur_fields[7])}
   end
-  redis.call('HSET', k('alert', cur), unpack(update))
-  keep_until(cur, cur_state, now, cfg.retention)
-  history_add(source, cur, 'deduplicated', atype, prio, now, now_s, cfg)
-  local a = alert_read(cur)
-  return reply('deduplicated', a, group_of(a), {'deduplicated'})
-end
 
-if cfg.dedup and cur_state == 'resolved'
-    and now - tonumber(cur_fields[3]) <= tonumber(cfg.dedup_window) then
-  -- Flap protection: firing again soon after a resolve re-opens the same alert.
-  local epoch = string.format('%d', (tonumber(cur_fields[6]) or 0) + 1)
-  local timer, next_at = first_timer(cur, epoch)
-  local update = extend(changes(), {'epoch', epoch, 'priority', prio, 'severity', severity,
-    'escalation_level', '0', 'opened_at', now_s, 'acknowledged_by', '', 'acknowledged_at', '',
-    'ack_note', '', 'resolved_at', '', 'resolved_by', '', 'next_escalation_at', next_at})
+  local function extend(list, more)
+    for i = 1, #more do
+      list[#list + 1] = more[i]
+    end
+    return list
+  end
+
+  if cfg.dedup and cur_state and OPEN[cur_state] then
+    local update = changes()
+    -- A repeat may raise the priority (a worse reading), never lower it.
+    local old_prio = cur_fields[2]
+    if PRIO_RANK[prio] < PRIO_RANK[old_prio] then
+      extend(update, {'priority', prio})
+      reindex(cur, cur_state, prio, old_prio, cur_fields[4])
+    end
+    redis.call('HSET', k('alert', cur), unpack(update))
+    keep_until(cur, cur_state, now, cfg.retention)
+    history_add(source, cur, 'deduplicated', atype, prio, now, now_s, cfg)
+    local a = alert_read(cur)
+    return reply('deduplicated', a, group_of(a), {'deduplicated'})
+  end
+
+  if cfg.dedup and cur_state == 'resolved'
+      and now - tonumber(cur_fields[3]) <= tonumber(cfg.dedup_window) then
+    -- Flap protection: firing again soon after a resolve re-opens the same alert.
+    local epoch = string.format('%d', (tonumber(cur_fields[6]) or 0) + 1)
+    local timer, next_at = first_timer(cur, epoch)
+    local update = extend(changes(), {'epoch', epoch, 'priority', prio, 'severity', severity,
+      'escalation_level', '0', 'opened_at', now_s, 'acknowledged_by', '', 'acknowledged_at', '',
+      'ack_note', '', 'resolved_at', '', 'resolved_by', '', 'next_escalation_at', next_at})
+    if timer then
+      extend(update, {'timer', timer})
+    end
+    redis.call('HSET', k('alert', cur), unpack(update))
+    reindex(cur, 'resolved', prio, cur_fields[2], cur_fields[4])
+    transition(cur, 'reopen', now, cfg.retention, {})
+    if quiet then
+      transition(cur, 'activate', now, cfg.retention, {})
+    end
+    history_add(source, cur, 'reopened', atype, prio, now, now_s, cfg)
+    local a = alert_read(cur)
+    return reply('reopened', a, group_of(a), {'reopened'})
+  end
+
+  -- A new alert: the fingerprint's next occurrence, in the group its key names (a new one
+  -- when that group's window is over or it is full).
+  local occ = (tonumber(fp_state[2]) or 0) + 1
+  local id = base_id
+  if occ > 1 then id = base_id .. '-' .. occ end
+
+  local events = {'created'}
+  local gid, group, gk, gseq = '', false, nil, nil
+  if gkh ~= '' then
+    gk = k('gkey', gkh)
+    local gkey_state = redis.call('HMGET', gk, 'gid', 'seq')
+    local cand = gkey_state[1]
+    if cand then
+      local created = redis.call('HGET', k('group', cand), 'created')
+      if created and now - tonumber(created) <= tonumber(cfg.group_window)
+          and redis.call('ZCARD', k('gmembers', cand)) < tonumber(cfg.group_max) then
+        gid = cand
+        events[2] = 'grouped'
+      end
+    end
+    if gid == '' then
+      gseq = (tonumber(gkey_state[2]) or 0) + 1
+      gid = base_gid
+      if gseq > 1 then gid = base_gid .. '-' .. gseq end
+    end
+  end
+
+  -- Another fingerprint (or group key) may have taken the id: the next free one instead.
+  local function free(kind, base, seq, name)
+    while redis.call('EXISTS', k(kind, name)) == 1 do
+      seq = seq + 1
+      name = base .. '-' .. seq
+    end
+    return name, seq
+  end
+  -- One EXISTS for both ids: each is looked at on its own only when one of them is taken.
+  local taken
+  if gseq then
+    taken = redis.call('EXISTS', k('alert', id), k('group', gid))
+  else
+    taken = redis.call('EXISTS', k('alert', id))
+  end
+  if taken > 0 then
+    id, occ = free('alert', base_id, occ, id)
+    if gseq then gid, gseq = free('group', base_gid, gseq, gid) end
+  end
+  redis.call('HSET', fpkey, 'id', id, 'occ', string.format('%d', occ))
+
+  if gseq then
+    redis.call('HSET', k('group', gid), 'id', gid, 'key', gtext, 'khash', gkh, 'created', now_s,
+      'updated', now_s)
+    redis.call('ZADD', k('groups'), now_s, gid)
+    redis.call('HSET', gk, 'gid', gid, 'seq', string.format('%d', gseq))
+    -- What group_state(gid) would read back: this alert is the only member, open and not
+    -- acknowledged.
+    group = {id = gid, key = gtext, created = now_s, updated = now_s, state = 'active',
+      highest = prio, members = {id}, last_digest = ''}
+  elseif gid ~= '' then
+    redis.call('HSET', k('group', gid), 'updated', now_s)
+  end
+  if gid ~= '' then
+    redis.call('ZADD', k('gmembers', gid), now_s, id)
+  end
+
+  local state, rule = 'new', 'T0'
+  if quiet then state, rule = 'active', 'T1' end
+  local timer, next_at = first_timer(id, '1')
+  -- Strings as they are stored: the reply is this list, not a read-back.
+  local alert = {'id', id, 'fp', fp, 'state', state, 'rule', rule, 'priority', prio,
+    'severity', severity, 'source', source, 'type', atype, 'message', message,
+    'attributes', attributes, 'timestamp', ts, 'count', '1', 'first_seen', now_s,
+    'last_seen', now_s, 'updated_at', now_s, 'opened_at', now_s, 'group_id', gid,
+    'escalation_level', '0', 'epoch', '1', 'next_escalation_at', next_at,
+    'rev', next_rev(nil)} -- the id has no hash yet (EXISTS above), so no earlier rev
   if timer then
-    extend(update, {'timer', timer})
+    extend(alert, {'timer', timer})
   end
-  redis.call('HSET', k('alert', cur), unpack(update))
-  reindex(cur, 'resolved', prio, cur_fields[2], cur_fields[4])
-  transition(cur, 'reopen', now, cfg.retention, {})
-  if quiet then
-    transition(cur, 'activate', now, cfg.retention, {})
+  redis.call('HSET', k('alert', id), unpack(alert))
+  -- reindex() for a new id: in no index yet, so nothing to take out of acked or escalated.
+  redis.call('ZADD', k('open'), now_s, id)
+  redis.call('SADD', k('prio', prio), id)
+  keep_until(id, state, now, cfg.retention)
+  history_add(source, id, 'created', atype, prio, now, now_s, cfg)
+  if gid ~= '' and not group then
+    group = group_state(gid)
   end
-  history_add(source, cur, 'reopened', atype, prio, now, now_s, cfg)
-  local a = alert_read(cur)
-  return reply('reopened', a, group_of(a), {'reopened'})
+  return reply('created', alert, group, events)
 end
 
--- A new alert: the fingerprint's next occurrence, in the group its key names (a new one
--- when that group's window is over or it is full).
-local occ = (tonumber(fp_state[2]) or 0) + 1
-local id = base_id
-if occ > 1 then id = base_id .. '-' .. occ end
-
-local events = {'created'}
-local gid, group, gk, gseq = '', false, nil, nil
-if gkh ~= '' then
-  gk = k('gkey', gkh)
-  local gkey_state = redis.call('HMGET', gk, 'gid', 'seq')
-  local cand = gkey_state[1]
-  if cand then
-    local created = redis.call('HGET', k('group', cand), 'created')
-    if created and now - tonumber(created) <= tonumber(cfg.group_window)
-        and redis.call('ZCARD', k('gmembers', cand)) < tonumber(cfg.group_max) then
-      gid = cand
-      events[2] = 'grouped'
-    end
-  end
-  if gid == '' then
-    gseq = (tonumber(gkey_state[2]) or 0) + 1
-    gid = base_gid
-    if gseq > 1 then gid = base_gid .. '-' .. gseq end
-  end
+local replies = {}
+for i, request in ipairs(cjson.decode(ARGV[3])) do
+  replies[i] = ingest_one(request)
 end
-
--- Another fingerprint (or group key) may have taken the id: the next free one instead.
-local function free(kind, base, seq, name)
-  while redis.call('EXISTS', k(kind, name)) == 1 do
-    seq = seq + 1
-    name = base .. '-' .. seq
-  end
-  return name, seq
-end
--- One EXISTS for both ids: each is looked at on its own only when one of them is taken.
-local taken
-if gseq then
-  taken = redis.call('EXISTS', k('alert', id), k('group', gid))
-else
-  taken = redis.call('EXISTS', k('alert', id))
-end
-if taken > 0 then
-  id, occ = free('alert', base_id, occ, id)
-  if gseq then gid, gseq = free('group', base_gid, gseq, gid) end
-end
-redis.call('HSET', fpkey, 'id', id, 'occ', string.format('%d', occ))
-
-if gseq then
-  redis.call('HSET', k('group', gid), 'id', gid, 'key', gtext, 'khash', gkh, 'created', now_s,
-    'updated', now_s)
-  redis.call('ZADD', k('groups'), now_s, gid)
-  redis.call('HSET', gk, 'gid', gid, 'seq', string.format('%d', gseq))
-  -- What group_state(gid) would read back: this alert is the only member, open and not
-  -- acknowledged.
-  group = {id = gid, key = gtext, created = now_s, updated = now_s, state = 'active',
-    highest = prio, members = {id}, last_digest = ''}
-elseif gid ~= '' then
-  redis.call('HSET', k('group', gid), 'updated', now_s)
-end
-if gid ~= '' then
-  redis.call('ZADD', k('gmembers', gid), now_s, id)
-end
-
-local state, rule = 'new', 'T0'
-if quiet then state, rule = 'active', 'T1' end
-local timer, next_at = first_timer(id, '1')
--- Strings as they are stored: the reply is this list, not a read-back.
-local alert = {'id', id, 'fp', fp, 'state', state, 'rule', rule, 'priority', prio,
-  'severity', severity, 'source', source, 'type', atype, 'message', message,
-  'attributes', attributes, 'timestamp', ts, 'count', '1', 'first_seen', now_s,
-  'last_seen', now_s, 'updated_at', now_s, 'opened_at', now_s, 'group_id', gid,
-  'escalation_level', '0', 'epoch', '1', 'next_escalation_at', next_at,
-  'rev', next_rev(nil)} -- the id has no hash yet (EXISTS above), so no earlier rev
-if timer then
-  extend(alert, {'timer', timer})
-end
-redis.call('HSET', k('alert', id), unpack(alert))
--- reindex() for a new id: in no index yet, so nothing to take out of acked or escalated.
-redis.call('ZADD', k('open'), now_s, id)
-redis.call('SADD', k('prio', prio), id)
-keep_until(id, state, now, cfg.retention)
-history_add(source, id, 'created', atype, prio, now, now_s, cfg)
-if gid ~= '' and not group then
-  group = group_state(gid)
-end
-return reply('created', alert, group, events)
+return cjson.encode(replies)
