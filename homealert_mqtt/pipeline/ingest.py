@@ -10,6 +10,7 @@ answered on `<base>/error` and acknowledged, so it never blocks those behind it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -135,15 +136,21 @@ class Ingest:
 
     async def _store_and_publish(self, run: list[Prepared], ack: Callable[[Inbound], None]) -> None:
         started = time.perf_counter()
-        results = await self.store.ingest_many([p.request for p in run])
-        # Committed: from here on a crash loses nothing (the broker's redelivery is
-        # recognised, and a restart republishes every retained topic).
-        for prepared in run:
-            ack(prepared.message)
-        # In order, one after the other: a publish does not wait for its PUBACK, so a
-        # task per alert (gather) would only add overhead.
-        for prepared, result in zip(run, results, strict=True):
-            await self._publish_result(prepared, result)
+        done = 0
+        chunks = self.store.ingest_chunks([p.request for p in run])
+        async with contextlib.aclosing(chunks):
+            # Each chunk is published while Redis works on the next one.
+            async for results in chunks:
+                part = run[done : done + len(results)]
+                done += len(results)
+                # Committed: from here on a crash loses nothing (the broker's redelivery
+                # is recognised, and a restart republishes every retained topic).
+                for prepared in part:
+                    ack(prepared.message)
+                # In order, one after the other: a publish does not wait for its PUBACK,
+                # so a task per alert (gather) would only add overhead.
+                for prepared, result in zip(part, results, strict=True):
+                    await self._publish_result(prepared, result)
         elapsed = time.perf_counter() - started
         for observe in self.batch_observers:
             observe(len(run), elapsed)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,33 +166,61 @@ class AlertStore:
 
     # -- writes
     async def ingest_many(self, requests: Sequence[IngestRequest]) -> list[IngestResult]:
-        """Run ingest.lua over the requests in order, INGEST_CHUNK alerts per call, all
-        calls pipelined: one round trip for the batch."""
+        """Run ingest.lua over the requests in order (see ingest_chunks)."""
+        async with contextlib.aclosing(self.ingest_chunks(requests)) as chunks:
+            return [result async for results in chunks for result in results]
+
+    async def ingest_chunks(
+        self, requests: Sequence[IngestRequest]
+    ) -> AsyncGenerator[list[IngestResult], None]:
+        """Run ingest.lua over the requests in order, INGEST_CHUNK alerts per call, and
+        yield each call's results as soon as Redis has answered it.
+
+        Every call goes to Redis at once, on one connection (so in order), and the caller
+        publishes one chunk while Redis works on the next. A chunk yielded is committed;
+        one that raised may or may not be (the caller retries it as a redelivery).
+        """
         if not requests:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        # EVALSHA straight on the pipeline (the AsyncScript wrapper would add a SCRIPT
+            return
+        # EVALSHA straight on the connection (the AsyncScript wrapper would add a SCRIPT
         # EXISTS round trip before every batch: NOSCRIPT is handled below instead), with
         # the arguments all calls share encoded once here, not by redis-py for each.
         shared = (*self._ingest_head, b"%d" % self.clock(), self._lua_settings_bytes)
-        for start in range(0, len(requests), INGEST_CHUNK):
-            chunk = requests[start : start + INGEST_CHUNK]
-            pipe.execute_command("EVALSHA", *shared, f"[{','.join(map(_ingest_arg, chunk))}]")
-        try:
-            replies = await pipe.execute()
-        except NoScriptError:  # Redis restarted or was flushed: nothing ran. Load, run again.
-            await self.redis.script_load(self.scripts.ingest.script)
-            return await self.ingest_many(requests)
-        return [
-            IngestResult(
-                outcome=raw["outcome"],
-                alert=alert_from_json(raw["alert"]),
-                group=group_from_json(raw["group"]),
-                events=tuple(raw["events"]),
-            )
-            for reply in replies
-            for raw in json.loads(reply)
+        calls = [
+            ("EVALSHA", *shared, f"[{','.join(map(_ingest_arg, requests[i : i + INGEST_CHUNK]))}]")
+            for i in range(0, len(requests), INGEST_CHUNK)
         ]
+        pool = self.redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        reading = 0  # the number of the call whose answer is read (or was read last)
+        try:
+            await connection.send_packed_command(connection.pack_commands(calls))
+            for reading in range(1, len(calls) + 1):  # noqa: B007 - read in finally
+                reply = await connection.read_response()
+                yield [
+                    IngestResult(
+                        outcome=raw["outcome"],
+                        alert=alert_from_json(raw["alert"]),
+                        group=group_from_json(raw["group"]),
+                        events=tuple(raw["events"]),
+                    )
+                    for raw in json.loads(reply)
+                ]
+        except NoScriptError:
+            if reading > 1:
+                raise  # not the first call: the script was there a moment ago
+            # Redis restarted or was flushed: nothing ran. Load, run again.
+            await connection.disconnect()  # the other calls' answers are NOSCRIPT too
+            await self.redis.script_load(self.scripts.ingest.script)
+            async with contextlib.aclosing(self.ingest_chunks(requests)) as again:
+                async for results in again:
+                    yield results
+        finally:
+            if reading < len(calls):
+                # Answers left unread (an error, or the caller stopped): the connection
+                # must not go back to the pool with them.
+                await connection.disconnect()
+            await pool.release(connection)
 
     async def command(
         self, action: str, alert_id: str, by: str | None, note: str | None

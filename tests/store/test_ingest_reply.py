@@ -182,3 +182,27 @@ async def test_a_batch_over_several_calls_keeps_its_order(kit: StoreKit) -> None
     assert results[-1].outcome == "resolved"
     others = [r.outcome for i, r in enumerate(results[:-1]) if i % 3 != 0]
     assert others == ["created"] * len(others)
+
+
+async def test_a_flushed_script_cache_is_reloaded_and_the_batch_runs_once(
+    kit: StoreKit,
+) -> None:
+    await kit.redis.script_flush()
+    requests = [kit.request(type=f"flushed{i}") for i in range(INGEST_CHUNK + 1)]
+    results = await kit.store.ingest_many(requests)
+    assert [r.outcome for r in results] == ["created"] * len(requests)
+    assert all(r.alert is not None and r.alert.count == 1 for r in results)
+
+
+async def test_a_reader_that_stops_early_leaves_no_answers_behind(kit: StoreKit) -> None:
+    requests = [kit.request(type=f"early{i}") for i in range(2 * INGEST_CHUNK)]
+    chunks = kit.store.ingest_chunks(requests)
+    first = await anext(chunks)
+    await chunks.aclose()  # the second chunk's answer is never read
+    assert len(first) == INGEST_CHUNK
+    # The next calls on the pool get their own answers, not the one left unread.
+    assert await kit.redis.ping()
+    again = await kit.store.ingest_many([kit.request(type="early0")])
+    assert [r.outcome for r in again] == ["deduplicated"]
+    later = await kit.store.ingest_many([kit.request(type=f"early{INGEST_CHUNK}")])
+    assert [r.outcome for r in later] == ["deduplicated"]  # it did run, in Redis
