@@ -22,6 +22,7 @@ from homealert_mqtt.embedded import (
     mosquitto_conf,
     redis_args,
     spawn,
+    stop,
     wait_for_port,
 )
 
@@ -51,6 +52,21 @@ def start_servers(tmp: Path, extra_broker_conf: Sequence[str] = ()) -> Servers:
     wait_for_port(redis_port, redis)
     wait_for_port(mqtt_port, broker)
     return Servers(redis, broker, redis_port, mqtt_port, text)
+
+
+def stop_children(children: Sequence[subprocess.Popen[bytes]], grace: float) -> None:
+    """Stop every child, the last started first."""
+    for child in reversed(children):
+        stop(child, grace)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used so far, or None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def watchdog(seconds: float, tmp: Path, stop_all: Callable[[], None]) -> threading.Timer:

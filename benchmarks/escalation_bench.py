@@ -305,14 +305,9 @@ class Bench:
         self.children.append(self.service)
 
     def stop_all(self) -> None:
-        for child in reversed(self.children):
-            if child.poll() is None:
-                child.terminate()
-                try:
-                    child.wait(15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait(5)
+        from bench_servers import stop_children  # noqa: PLC0415 - beside this script
+
+        stop_children(self.children, grace=15)
 
     def alive(self) -> None:
         for name, proc in (
@@ -325,7 +320,8 @@ class Bench:
                 fail(f"{name} exited ({proc.returncode}); logs in {self.tmp}")
 
     def cpu_seconds(self) -> dict[str, float]:
-        tick = os.sysconf("SC_CLK_TCK")
+        from bench_servers import process_cpu_seconds  # noqa: PLC0415 - beside this script
+
         used = {}
         for name, proc in (
             ("service", self.service),
@@ -335,11 +331,9 @@ class Bench:
         ):
             if proc is None:
                 continue
-            try:
-                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                used[name] = (int(fields[11]) + int(fields[12])) / tick
-            except (OSError, IndexError, ValueError):
-                pass
+            seconds = process_cpu_seconds(proc.pid)
+            if seconds is not None:
+                used[name] = seconds
             if name == "service":
                 # Time its threads were runnable but waited for a CPU (the box is busy).
                 waited = 0

@@ -366,15 +366,10 @@ class Bench:
                 self.service.wait(5)
 
     def stop_all(self) -> None:
+        from bench_servers import stop_children  # noqa: PLC0415 - beside this script
+
         self._sampling.clear()
-        for child in reversed(self.children):
-            if child.poll() is None:
-                child.terminate()
-                try:
-                    child.wait(10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait(5)
+        stop_children(self.children, grace=10)
 
     # -- memory
     def _rss_kb(self) -> int:
@@ -398,6 +393,8 @@ class Bench:
         """CPU time (user + system) used so far by the service, Redis and Mosquitto; by
         this benchmark as a whole ("bench": those, itself and its finished roles); and by
         the whole machine, to tell how busy other work kept it."""
+        from bench_servers import process_cpu_seconds  # noqa: PLC0415 - beside this script
+
         tick = os.sysconf("SC_CLK_TCK")
         used = {}
         try:
@@ -415,13 +412,9 @@ class Bench:
             ("redis", self.redis_proc),
             ("mosquitto", self.broker_proc),
         ):
-            if proc is None:
-                continue
-            try:
-                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                used[name] = (int(fields[11]) + int(fields[12])) / tick
-            except (OSError, IndexError, ValueError):
-                pass
+            seconds = None if proc is None else process_cpu_seconds(proc.pid)
+            if seconds is not None:
+                used[name] = seconds
         used["bench"] += sum(used.get(n, 0.0) for n in ("service", "redis", "mosquitto"))
         return used
 

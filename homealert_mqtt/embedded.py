@@ -172,11 +172,12 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes] | None, timeout: f
     raise EmbeddedError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """SIGTERM, and SIGKILL if it has not exited after `grace` seconds."""
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(10)
+            process.wait(grace)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
