@@ -65,7 +65,6 @@ class _ReadBuffer:
     """What one `recv()` took in, handed out to paho's small reads."""
 
     def __init__(self, client: paho.Client) -> None:
-        self._client = client
         self._raw_recv: Callable[[int], bytes] = client._sock_recv  # noqa: SLF001
         self._data = b""
         self._pos = 0
