@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.notify.conftest import LOCALHOST, HttpRecorder
+from tests.notify.conftest import HttpRecorder, serving
 from tests.probe import Probe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,13 +109,5 @@ class TimedRecorder(HttpRecorder):
 async def http_server() -> AsyncIterator[TimedRecorder]:
     """Overrides the notify tests' `http_server` where imported: same server, timed."""
     recorder = TimedRecorder()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", recorder.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, LOCALHOST, 0, backlog=1024)
-    await site.start()
-    recorder.url = f"http://{LOCALHOST}:{runner.addresses[0][1]}"
-    yield recorder
-    recorder.release.set()
-    await runner.cleanup()
+    async with serving(recorder):
+        yield recorder

@@ -233,9 +233,9 @@ class HttpRecorder:
         return 200, "ok"
 
 
-@pytest.fixture
-async def http_server() -> AsyncIterator[HttpRecorder]:
-    recorder = HttpRecorder()
+@contextlib.asynccontextmanager
+async def serving(recorder: HttpRecorder) -> AsyncIterator[None]:
+    """`recorder` answering every path on a free loopback port (`recorder.url`)."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", recorder.handle)
     # No access log: it stands for Slack's servers, whose logs are not ours to check.
@@ -243,11 +243,19 @@ async def http_server() -> AsyncIterator[HttpRecorder]:
     await runner.setup()
     site = web.TCPSite(runner, LOCALHOST, 0, backlog=1024)
     await site.start()
-    port = runner.addresses[0][1]
-    recorder.url = f"http://{LOCALHOST}:{port}"
-    yield recorder
-    recorder.release.set()
-    await runner.cleanup()
+    recorder.url = f"http://{LOCALHOST}:{runner.addresses[0][1]}"
+    try:
+        yield
+    finally:
+        recorder.release.set()
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def http_server() -> AsyncIterator[HttpRecorder]:
+    recorder = HttpRecorder()
+    async with serving(recorder):
+        yield recorder
 
 
 @pytest.fixture
