@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from homealert_mqtt.config.settings import AlertSettings
 from homealert_mqtt.escalation.plan import Start
-from homealert_mqtt.models import AlertRecord, Priority
+from homealert_mqtt.models import AlertRecord, IncomingAlert, Priority
 from homealert_mqtt.mqtt.link import Inbound
 from homealert_mqtt.pipeline.commands import CommandHandler
 from homealert_mqtt.pipeline.fingerprint import group_identity, identify
@@ -36,6 +36,48 @@ _LOGGER = logging.getLogger(__name__)
 class Prepared:
     message: Inbound
     request: IngestRequest
+
+
+def store_request(
+    alert: IncomingAlert,
+    attributes_json: str,
+    settings: AlertSettings,
+    start_plan: Mapping[Priority, Start],
+    *,
+    client_id: str = "",
+    mid: int = 0,
+    dup: bool = False,
+    digest: str = "",
+) -> IngestRequest:
+    """What ingest.lua needs to store a validated alert: its identity, group, priority
+    and first escalation step, and the MQTT message's redelivery check (`client_id`
+    empty: none)."""
+    identity = identify(alert, settings.dedup.attributes)
+    grouping = settings.grouping
+    group = group_identity(alert, grouping.attributes) if grouping.enabled else None
+    priority = prioritise(alert, settings.priorities, settings.default_priority)
+    start = start_plan.get(priority)
+    return IngestRequest(
+        fingerprint=identity.fingerprint,
+        base_id=identity.base_id,
+        status=alert.status,
+        source=alert.source,
+        type=alert.type,
+        severity=alert.severity or "",
+        priority=priority.value,
+        message=alert.message,
+        attributes_json=attributes_json,
+        timestamp_ms=alert.timestamp_ms,
+        group_key_hash=group.key_hash if group else "",
+        group_key_text=group.key_text if group else "",
+        base_group_id=group.base_group_id if group else "",
+        client_id=client_id,
+        mid=mid,
+        dup=dup,
+        digest=digest,
+        quiet_start=start is not None and start.quiet,
+        next_delay_ms=start.next_delay_ms if start is not None else None,
+    )
 
 
 class Ingest:
@@ -104,33 +146,17 @@ class Ingest:
         except (Rejected, ValueError) as err:
             await self.publisher.error(str(err), message.topic, message.payload)
             return None
-        identity = identify(alert, self.settings.dedup.attributes)
-        grouping = self.settings.grouping
-        group = group_identity(alert, grouping.attributes) if grouping.enabled else None
-        priority = prioritise(alert, self.settings.priorities, self.settings.default_priority)
-        start = self.start_plan.get(priority)
-        request = IngestRequest(
-            fingerprint=identity.fingerprint,
-            base_id=identity.base_id,
-            status=alert.status,
-            source=alert.source,
-            type=alert.type,
-            severity=alert.severity or "",
-            priority=priority.value,
-            message=alert.message,
-            attributes_json=attributes_json,
-            timestamp_ms=alert.timestamp_ms,
-            group_key_hash=group.key_hash if group else "",
-            group_key_text=group.key_text if group else "",
-            base_group_id=group.base_group_id if group else "",
+        request = store_request(
+            alert,
+            attributes_json,
+            self.settings,
+            self.start_plan,
             client_id=f"{self.client_id}.{message.session}",
             mid=message.mid if message.qos > 0 else 0,
             dup=message.dup,
             digest=hashlib.blake2b(
                 message.topic.encode() + b"\x00" + message.payload, digest_size=12
             ).hexdigest(),
-            quiet_start=start is not None and start.quiet,
-            next_delay_ms=start.next_delay_ms if start is not None else None,
         )
         return Prepared(message, request)
 

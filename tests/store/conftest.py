@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from homealert_mqtt.config import Settings
-from homealert_mqtt.pipeline.fingerprint import group_identity, identify
-from homealert_mqtt.pipeline.prioritise import prioritise
-from homealert_mqtt.pipeline.validate import Limits, parse_alert
+from homealert_mqtt.pipeline.ingest import store_request
+from homealert_mqtt.pipeline.validate import Limits, parse
 from homealert_mqtt.redis_client import make_redis
 from homealert_mqtt.store.alert_store import AlertStore, IngestRequest
 from homealert_mqtt.store.keys import Keys
@@ -35,32 +34,11 @@ class StoreKit:
         self._mid = 0
 
     def request(self, **fields: Any) -> IngestRequest:
-        alert = parse_alert(
+        alert, attributes_json = parse(
             json.dumps({"source": "s", "type": "t", **fields}).encode(), None, Limits(65536)
         )
-        alerts = self.settings.alerts
-        identity = identify(alert, alerts.dedup.attributes)
-        group = group_identity(alert, alerts.grouping.attributes)
         self._mid += 1
-        return IngestRequest(
-            fingerprint=identity.fingerprint,
-            base_id=identity.base_id,
-            status=alert.status,
-            source=alert.source,
-            type=alert.type,
-            severity=alert.severity or "",
-            priority=prioritise(alert, alerts.priorities, alerts.default_priority).value,
-            message=alert.message,
-            attributes_json=json.dumps(alert.attributes),
-            timestamp_ms=alert.timestamp_ms,
-            group_key_hash=group.key_hash,
-            group_key_text=group.key_text,
-            base_group_id=group.base_group_id,
-            client_id="",
-            mid=self._mid,
-            dup=False,
-            digest="",
-        )
+        return store_request(alert, attributes_json, self.settings.alerts, {}, mid=self._mid)
 
     async def ingest(self, **fields: Any) -> Any:
         (result,) = await self.store.ingest_many([self.request(**fields)])
