@@ -24,8 +24,8 @@ from homealert_mqtt.mqtt.client_options import client_kwargs
 from homealert_mqtt.mqtt.paho_speedups import (
     Deliver,
     Publish,
+    batch_writes,
     buffer_reads,
-    coalesce_writes,
     lean_pubacks,
     lean_publisher,
     lean_publishes,
@@ -133,7 +133,7 @@ class InboundLink:
             paho_client: paho.Client = client._client  # noqa: SLF001
             paho_client.manual_ack_set(True)
             buffer_reads(paho_client)
-            coalesce_writes(paho_client)  # the PUBACKs of a batch
+            batch_writes(paho_client)  # the PUBACKs of a batch
             self.generation += 1
             generation = self.generation
             deliver = self._receiver(generation)
@@ -296,7 +296,7 @@ class OutboundLink:
         lean_pubacks(paho_client, acked)
         self._lean_publish = lean_publisher(paho_client)
         buffer_reads(paho_client)
-        coalesce_writes(paho_client)
+        batch_writes(paho_client)
 
     async def run(self) -> None:
         backoff = Backoff()

@@ -85,6 +85,91 @@ async def test_buffered_reads_deliver_every_message_whole_and_in_order(
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_lean_publishes_are_framed_from_the_buffer_without_paho(
+    broker: MosquittoServer, protocol: aiomqtt.ProtocolVersion, tmp_path: Path
+) -> None:
+    # Payloads larger than READ_CHUNK, and packets cut at the end of a read, go through
+    # paho's reader; every other one is taken straight from the buffer.
+    payloads = [(b"%06d" % i) * (30_000 if i % 500 == 7 else 1) for i in range(3000)]
+    topic = f"speedups/{protocol.name}/{tmp_path.name}"
+    received: list[bytes] = []
+    done = asyncio.Event()
+    subscriber = _client(broker, protocol)
+    paho = subscriber._client
+    paho_reads = 0
+    packet_read = paho._packet_read
+
+    def counting_read() -> Any:
+        nonlocal paho_reads
+        paho_reads += 1
+        return packet_read()
+
+    paho._packet_read = counting_read  # type: ignore[method-assign]
+
+    def deliver(_topic: str, payload: bytes, _header: int, _mid: int) -> None:
+        received.append(payload)
+        if len(received) == len(payloads):
+            done.set()
+
+    paho_speedups.lean_publishes(paho, deliver)
+    paho_speedups.buffer_reads(paho)
+    async with subscriber, _client(broker, protocol) as publisher:
+        await subscriber.subscribe(topic, qos=0)
+        for payload in payloads:
+            publisher._client.publish(topic, payload, qos=1)
+        await asyncio.wait_for(done.wait(), 30)
+    assert received == payloads
+    assert paho_reads < len(payloads) // 4
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_batched_writes_send_everything_in_order(
+    broker: MosquittoServer, protocol: aiomqtt.ProtocolVersion, tmp_path: Path
+) -> None:
+    # Lean QoS 1 publishes, paho's own QoS 0 and 1 publishes (QoS 0 ones call
+    # on_publish once written) and 2 MB payloads, more than the socket takes at once.
+    topic = f"speedups/{protocol.name}/{tmp_path.name}"
+    # No paho window, as for the service's publisher: it would hold paho's own QoS 1
+    # publishes back and reorder them.
+    client = aiomqtt.Client("127.0.0.1", broker.port, protocol=protocol, max_inflight_messages=0)
+    paho = client._client
+    acked: list[tuple[int, int]] = []
+    published_qos0: list[int] = []
+    paho_speedups.lean_pubacks(paho, _settle(client, acked))
+    paho_speedups.batch_writes(paho)
+    paho.on_publish = lambda _c, _u, mid, *_rest: published_qos0.append(mid)
+    expected: list[bytes] = []
+    async with _client(broker, protocol) as subscriber, client:
+        await subscriber.subscribe(topic, qos=1)
+        publish = paho_speedups.lean_publisher(paho)
+        assert publish is not None
+        qos0_mids = []
+        for i in range(1500):
+            payload = (b"%05d" % i) * (400_000 if i % 500 == 3 else 1)
+            expected.append(payload)
+            if i % 100 == 50:
+                qos0_mids.append(paho.publish(topic, payload, qos=0).mid)
+            elif i % 3 == 1:
+                paho.publish(topic, payload, qos=1)
+            else:
+                publish(topic, payload, False)
+        received: list[bytes] = []
+        async with asyncio.timeout(30):
+            async for message in subscriber.messages:
+                received.append(bytes(message.payload))
+                if len(received) == len(expected):
+                    break
+    # One publisher and one connection: the broker keeps their order, except that a
+    # QoS 0 message may overtake QoS 1 ones queued behind the subscriber's window.
+    qos0 = {expected[i] for i in range(50, len(expected), 100)}
+    assert [p for p in received if p not in qos0] == [p for p in expected if p not in qos0]
+    assert sorted(received) == sorted(expected)
+    assert published_qos0 == qos0_mids
+    assert len(acked) == len(expected) - len(qos0_mids)
+    assert not paho._out_packet
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_lean_pubacks_settle_every_publish(
     broker: MosquittoServer, protocol: aiomqtt.ProtocolVersion, tmp_path: Path
 ) -> None:
