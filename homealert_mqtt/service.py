@@ -36,7 +36,7 @@ from homealert_mqtt.topics import Topics
 
 _LOGGER = logging.getLogger(__name__)
 
-BATCH_MAX = 256
+BATCH_MAX = 1024  # messages taken from the queue at once: Ingest pipelines within one batch
 SWEEP_INTERVAL = 1.0
 HEARTBEAT_INTERVAL = 5.0
 HEARTBEAT_TTL = 30

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
-from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -134,6 +135,65 @@ def _ingest_arg(req: IngestRequest) -> str:
     )
 
 
+class IngestStream:
+    """ingest.lua calls in flight on one connection: `send` a chunk of requests (one
+    call, one atomic step per alert), `receive` the answers in the order sent.
+
+    The caller publishes one chunk while Redis works on the next ones. A chunk received
+    is committed; one that raised, and every chunk still in flight then, may or may not
+    be (the caller retries them as redeliveries).
+    """
+
+    def __init__(self, store: AlertStore, connection: Any) -> None:
+        self._store = store
+        self._connection = connection
+        self._sent: collections.deque[Sequence[IngestRequest]] = collections.deque()
+        self._reloaded = False
+
+    @property
+    def pending(self) -> int:
+        """Calls sent and not yet answered."""
+        return len(self._sent)
+
+    async def send(self, requests: Sequence[IngestRequest]) -> None:
+        connection = self._connection
+        await connection.send_packed_command(
+            connection.pack_command(*self._store._ingest_call(requests))  # noqa: SLF001
+        )
+        self._sent.append(requests)
+
+    async def receive(self) -> list[IngestResult]:
+        try:
+            reply = await self._connection.read_response()
+        except NoScriptError:
+            await self._reload()
+            return await self.receive()
+        self._sent.popleft()
+        return [
+            IngestResult(
+                outcome=raw["outcome"],
+                alert=alert_from_json(raw["alert"]),
+                group=group_from_json(raw["group"]),
+                events=tuple(raw["events"]),
+            )
+            for raw in json.loads(reply)
+        ]
+
+    async def _reload(self) -> None:
+        """Redis restarted or flushed its scripts: the call answered NOSCRIPT did not run.
+        Load the script and send again what is in flight, the later calls marked as
+        redelivered: another replica may have loaded the script before they arrived."""
+        if self._reloaded:
+            raise NoScriptError("ingest.lua vanished again after it was loaded")
+        self._reloaded = True
+        await self._connection.disconnect()  # the answers still to come are dropped
+        await self._store.redis.script_load(self._store.scripts.ingest.script)
+        sent = list(self._sent)
+        self._sent.clear()
+        for i, requests in enumerate(sent):
+            await self.send(requests if i == 0 else [replace(r, dup=True) for r in requests])
+
+
 class AlertStore:
     def __init__(
         self,
@@ -174,53 +234,39 @@ class AlertStore:
         self, requests: Sequence[IngestRequest]
     ) -> AsyncGenerator[list[IngestResult], None]:
         """Run ingest.lua over the requests in order, INGEST_CHUNK alerts per call, and
-        yield each call's results as soon as Redis has answered it.
+        yield each call's results as soon as Redis has answered it (see IngestStream)."""
+        async with self.ingest_stream() as stream:
+            for i in range(0, len(requests), INGEST_CHUNK):
+                await stream.send(requests[i : i + INGEST_CHUNK])
+            while stream.pending:
+                yield await stream.receive()
 
-        Every call goes to Redis at once, on one connection (so in order), and the caller
-        publishes one chunk while Redis works on the next. A chunk yielded is committed;
-        one that raised may or may not be (the caller retries it as a redelivery).
-        """
-        if not requests:
-            return
-        # EVALSHA straight on the connection (the AsyncScript wrapper would add a SCRIPT
-        # EXISTS round trip before every batch: NOSCRIPT is handled below instead), with
-        # the arguments all calls share encoded once here, not by redis-py for each.
-        shared = (*self._ingest_head, b"%d" % self.clock(), self._lua_settings_bytes)
-        calls = [
-            ("EVALSHA", *shared, f"[{','.join(map(_ingest_arg, requests[i : i + INGEST_CHUNK]))}]")
-            for i in range(0, len(requests), INGEST_CHUNK)
-        ]
+    @contextlib.asynccontextmanager
+    async def ingest_stream(self) -> AsyncIterator[IngestStream]:
+        """ingest.lua calls pipelined on one pooled connection (see IngestStream)."""
         pool = self.redis.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        reading = 0  # the number of the call whose answer is read (or was read last)
+        stream = IngestStream(self, connection)
         try:
-            await connection.send_packed_command(connection.pack_commands(calls))
-            for reading in range(1, len(calls) + 1):  # noqa: B007 - read in finally
-                reply = await connection.read_response()
-                yield [
-                    IngestResult(
-                        outcome=raw["outcome"],
-                        alert=alert_from_json(raw["alert"]),
-                        group=group_from_json(raw["group"]),
-                        events=tuple(raw["events"]),
-                    )
-                    for raw in json.loads(reply)
-                ]
-        except NoScriptError:
-            if reading > 1:
-                raise  # not the first call: the script was there a moment ago
-            # Redis restarted or was flushed: nothing ran. Load, run again.
-            await connection.disconnect()  # the other calls' answers are NOSCRIPT too
-            await self.redis.script_load(self.scripts.ingest.script)
-            async with contextlib.aclosing(self.ingest_chunks(requests)) as again:
-                async for results in again:
-                    yield results
+            yield stream
         finally:
-            if reading < len(calls):
+            if stream.pending:
                 # Answers left unread (an error, or the caller stopped): the connection
                 # must not go back to the pool with them.
                 await connection.disconnect()
             await pool.release(connection)
+
+    def _ingest_call(self, requests: Sequence[IngestRequest]) -> tuple[Any, ...]:
+        # EVALSHA straight on the connection (the AsyncScript wrapper would add a SCRIPT
+        # EXISTS round trip before every call: NOSCRIPT is handled by IngestStream), with
+        # the arguments every call shares encoded once, not by redis-py for each.
+        return (
+            "EVALSHA",
+            *self._ingest_head,
+            b"%d" % self.clock(),
+            self._lua_settings_bytes,
+            f"[{','.join(map(_ingest_arg, requests))}]",
+        )
 
     async def command(
         self, action: str, alert_id: str, by: str | None, note: str | None
