@@ -206,3 +206,19 @@ async def test_a_reader_that_stops_early_leaves_no_answers_behind(kit: StoreKit)
     assert [r.outcome for r in again] == ["deduplicated"]
     later = await kit.store.ingest_many([kit.request(type=f"early{INGEST_CHUNK}")])
     assert [r.outcome for r in later] == ["deduplicated"]  # it did run, in Redis
+
+
+async def test_a_stream_answers_in_the_order_sent_while_more_is_sent(kit: StoreKit) -> None:
+    """The pipeline sends a chunk while earlier ones are still being answered."""
+    chunks = [[kit.request(type=f"stream{c}-{i}") for i in range(3)] for c in range(4)]
+    answered: list[list[str]] = []
+    async with kit.store.ingest_stream() as stream:
+        await stream.send(chunks[0])
+        await stream.send(chunks[1])
+        answered.append([r.outcome for r in await stream.receive()])
+        await stream.send(chunks[2])
+        await stream.send(chunks[0])  # the same alerts again: counted once more each
+        assert stream.pending == 3
+        while stream.pending:
+            answered.append([r.outcome for r in await stream.receive()])
+    assert answered == [["created"] * 3] * 3 + [["deduplicated"] * 3]
