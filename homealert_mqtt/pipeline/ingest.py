@@ -177,6 +177,18 @@ class Ingest:
         return Prepared(message, request)
 
     async def _publish_result(self, prepared: Prepared, result: IngestResult) -> None:
+        if result.outcome == "failed":
+            # A bug, not bad input (validation passed): say so loudly, and go on with the
+            # alerts behind it instead of retrying this one forever.
+            _LOGGER.error(
+                "ingest.lua failed on a message from %s: %s", prepared.message.topic, result.reason
+            )
+            await self.publisher.error(
+                f"internal error, the alert was not stored: {result.reason}",
+                prepared.message.topic,
+                prepared.message.payload,
+            )
+            return
         if result.outcome == "no_open_alert":
             await self.publisher.error(
                 "status resolved, but no open alert has this fingerprint",

@@ -55,6 +55,7 @@ class IngestResult:
     alert: AlertRecord | None
     group: GroupRecord | None
     events: tuple[str, ...]
+    reason: str = ""  # why, when the outcome is "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,7 @@ class IngestStream:
                 alert=alert_from_json(raw["alert"]),
                 group=group_from_json(raw["group"]),
                 events=tuple(raw["events"]),
+                reason=raw.get("reason", ""),
             )
             for raw in json.loads(reply)
         ]

@@ -7,6 +7,8 @@ import logging
 
 import pytest
 
+from homealert_mqtt.escalation.plan import Start
+from homealert_mqtt.models import Priority
 from tests.probe import Probe
 
 POISON = [
@@ -38,3 +40,22 @@ async def test_poison_is_rejected_and_the_pipeline_goes_on(
     assert created.json()["source"] == "ok"
     crashed = [r for r in caplog.records if r.levelno >= logging.ERROR and "homealert" in r.name]
     assert crashed == []
+
+
+async def test_an_alert_the_store_fails_on_is_reported_and_the_pipeline_goes_on(
+    make_settings, start_service, probe: Probe, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A script error that is not Redis refusing writes (a bug: this input passed
+    validation) would fail the same way on every retry. It is answered on <base>/error
+    and logged, and the alerts behind it are stored."""
+    running = await start_service(make_settings())
+    # Fault injection: a P1 alert's first escalation step that ingest.lua cannot add up.
+    running.service.ingest.start_plan = {Priority.P1: Start(quiet=True, next_delay_ms="soon")}  # type: ignore[arg-type]
+    await probe.alert(source="bug", type="x", priority="P1")
+    await probe.alert(source="ok", type="after_failure", priority="P3")
+    error = await probe.wait_for(f"{probe.base}/error")
+    assert error.json()["error"].startswith("internal error, the alert was not stored")
+    created = await probe.wait_for(f"{probe.base}/event", lambda s: s.json()["event"] == "created")
+    assert created.json()["source"] == "ok"
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR and "ingest.lua" in r.message]
+    assert len(logged) == 1

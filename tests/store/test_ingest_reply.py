@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from redis.exceptions import ResponseError
 
 from homealert_mqtt.store.alert_store import INGEST_CHUNK, IngestRequest, _ingest_arg
 from homealert_mqtt.store.scripts import as_str
@@ -222,3 +223,30 @@ async def test_a_stream_answers_in_the_order_sent_while_more_is_sent(kit: StoreK
         while stream.pending:
             answered.append([r.outcome for r in await stream.receive()])
     assert answered == [["created"] * 3] * 3 + [["deduplicated"] * 3]
+
+
+async def test_an_alert_the_script_fails_on_does_not_take_its_chunk_down(kit: StoreKit) -> None:
+    """A script error for one alert (a bug: input that passed validation) answers that
+    alert as failed; the alerts before and after it in the same call are stored."""
+    await kit.store.ingest_many([kit.request(type="broken")])
+    # A priority the script does not rank: comparing it on a repeat raises in Lua.
+    bad = dataclasses.replace(kit.request(type="broken"), priority="P9")
+    results = await kit.store.ingest_many(
+        [kit.request(type="before"), bad, kit.request(type="after")]
+    )
+    assert [r.outcome for r in results] == ["created", "failed", "created"]
+    assert "compare" in results[1].reason
+    assert (results[1].alert, results[1].group, results[1].events) == (None, None, ())
+
+
+async def test_redis_refusing_writes_fails_the_whole_call(kit: StoreKit) -> None:
+    """Out of memory is not the alert's fault: the call fails (the service retries it),
+    and the alert is not answered as failed and dropped."""
+    await kit.redis.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(ResponseError, match="OOM"):
+            await kit.store.ingest_many([kit.request(type="oom")])
+    finally:
+        await kit.redis.config_set("maxmemory", 0)
+    (result,) = await kit.store.ingest_many([kit.request(type="oom")])
+    assert result.outcome == "created"

@@ -19,7 +19,8 @@
 --   [19] level 1's delay (ms), or null when the policy has one level
 --
 -- Returns a JSON array with, per alert in order, an object {outcome, alert, group, events}:
---   outcome: created | deduplicated | reopened | resolved | redelivered | no_open_alert
+--   outcome: created | deduplicated | reopened | resolved | redelivered | no_open_alert |
+--            failed (an error that is not Redis refusing writes for now; `reason` says it)
 --   alert: the alert's fields as a flat list {name, value, ...} (see alert_read in
 --          _lib.lua), or false
 --   group: the group state (see group_state in _lib.lua), or false
@@ -237,8 +238,29 @@ local function ingest_one(request)
   return reply('created', alert, group, events)
 end
 
+-- Errors Redis gives when it cannot write now (memory, a read-only replica, a save that
+-- failed, loading, busy): the whole call fails and the service retries the chunk.
+local TRANSIENT = {OOM = true, READONLY = true, MISCONF = true, MASTERDOWN = true,
+  NOREPLICAS = true, LOADING = true, BUSY = true, TRYAGAIN = true, CLUSTERDOWN = true}
+
 local replies = {}
 for i, request in ipairs(cjson.decode(ARGV[3])) do
-  replies[i] = ingest_one(request)
+  local ok, result = pcall(ingest_one, request)
+  if ok then
+    replies[i] = result
+  else
+    -- redis.call raises a table {err = 'OOM ...'} on Redis 7, a string
+    -- '@user_script: 1: -OOM ...' on 6.2; a bug here raises a string.
+    local message = type(result) == 'table' and tostring(result.err) or tostring(result)
+    local code = string.match(message, '^%-?(%u+) ') or string.match(message, ': %-(%u+) ')
+    if TRANSIENT[code] then
+      error(result)
+    end
+    -- Anything else would fail the same way on every retry and hold up every alert
+    -- behind this one: answer it as failed instead (what it wrote so far stays, as
+    -- Redis does not undo a script's writes).
+    replies[i] = {outcome = 'failed', alert = false, group = false, events = {},
+      reason = message}
+  end
 end
 return cjson.encode(replies)
