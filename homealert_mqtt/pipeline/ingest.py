@@ -18,6 +18,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
+
 from homealert_mqtt.config.settings import AlertSettings
 from homealert_mqtt.escalation.plan import Start
 from homealert_mqtt.models import AlertRecord, IncomingAlert, Priority
@@ -34,6 +36,7 @@ from homealert_mqtt.store.alert_store import (
     IngestResult,
     IngestStream,
 )
+from homealert_mqtt.store.scripts import is_script_bug
 from homealert_mqtt.topics import Topics
 
 _LOGGER = logging.getLogger(__name__)
@@ -135,17 +138,31 @@ class Ingest:
                         await flow.add(prepared)
                     continue
                 await flow.finish()
-                command = self.topics.parse_command(message.topic)
-                if command is not None:
-                    await self.commands.handle(command, message.topic, message.payload)
-                elif self.other_topics is not None:
-                    await self.other_topics(message)
+                await self._command(message)
                 ack(message)
             await flow.finish()
         if flow.stored:
             elapsed = time.perf_counter() - started
             for observe in self.batch_observers:
                 observe(flow.stored, elapsed)
+
+    async def _command(self, message: Inbound) -> None:
+        try:
+            command = self.topics.parse_command(message.topic)
+            if command is not None:
+                await self.commands.handle(command, message.topic, message.payload)
+            elif self.other_topics is not None:
+                await self.other_topics(message)
+        except RedisError as err:
+            if not is_script_bug(err):
+                raise  # Redis is down or refuses writes for now: retried, not dropped
+            # Retried, it would fail the same way and hold up every message behind it.
+            _LOGGER.exception("a script failed on the message on %s", message.topic)
+            await self.publisher.error(
+                f"internal error, the command was not carried out: {err}",
+                message.topic,
+                message.payload,
+            )
 
     async def _prepare(self, message: Inbound) -> Prepared | None:
         if message.retain:

@@ -8,6 +8,20 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError, ResponseError
+
+# Error codes of Redis refusing a write for now; ingest.lua keeps the same list (TRANSIENT).
+TRANSIENT_CODES = (
+    "OOM",
+    "READONLY",
+    "MISCONF",
+    "MASTERDOWN",
+    "NOREPLICAS",
+    "LOADING",
+    "BUSY",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+)
 
 
 def _source(name: str) -> str:
@@ -45,6 +59,21 @@ class Scripts:
         # register_script keeps the SHA and falls back to SCRIPT LOAD once after a Redis
         # restart (NOSCRIPT), so every call is an EVALSHA.
         return cls(**{name: redis.register_script(_source(f"{name}.lua")) for name in SCRIPT_NAMES})
+
+
+def is_script_bug(err: RedisError) -> bool:
+    """A script that failed in Lua itself (it would fail the same way on every retry),
+    not Redis refusing writes for now or a lost connection (worth retrying).
+
+    redis-py turns most refusals into subclasses of ResponseError; inside a script, Redis
+    6.2 reports them as text ("... @user_script: 1: -OOM command not allowed ...").
+    """
+    if type(err) is not ResponseError:
+        return False
+    text = str(err)
+    return "user_script" in text and not any(
+        text.startswith(f"{code} ") or f"-{code} " in text for code in TRANSIENT_CODES
+    )
 
 
 def as_str(value: Any) -> str:

@@ -4,6 +4,7 @@ published JSON, ISO dates) are rejected up front, not replayed into a crash."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -58,4 +59,34 @@ async def test_an_alert_the_store_fails_on_is_reported_and_the_pipeline_goes_on(
     created = await probe.wait_for(f"{probe.base}/event", lambda s: s.json()["event"] == "created")
     assert created.json()["source"] == "ok"
     logged = [r for r in caplog.records if r.levelno >= logging.ERROR and "ingest.lua" in r.message]
+    assert len(logged) == 1
+
+
+async def test_a_command_the_store_fails_on_is_reported_and_the_pipeline_goes_on(
+    make_settings, start_service, probe: Probe, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = await start_service(make_settings())
+    store = running.service.store
+    command = store.command
+
+    async def broken(action: str, *args: Any) -> Any:
+        if action == "resolve":  # fault injection: a script with a bug, run by Redis
+            await store.redis.eval("return redis.call('GET', KEYS[1]) + 1", 1, "none")
+        return await command(action, *args)
+
+    store.command = broken  # type: ignore[method-assign]
+    await probe.alert(source="cmd", type="x")
+    created = await probe.wait_for(f"{probe.base}/event", lambda s: s.json()["event"] == "created")
+    alert_id = created.json()["id"]
+    await probe.publish(f"{probe.base}/alert/{alert_id}/resolve", b"")
+    await probe.publish(f"{probe.base}/alert/{alert_id}/ack", b"me")
+    error = await probe.wait_for(f"{probe.base}/error")
+    assert error.json()["error"].startswith("internal error, the command was not carried out")
+    acked = await probe.wait_for(
+        f"{probe.base}/alert/{alert_id}", lambda s: s.json()["state"] == "acknowledged"
+    )
+    assert acked.json()["acknowledged_by"] == "me"
+    logged = [
+        r for r in caplog.records if r.levelno >= logging.ERROR and "script failed" in r.message
+    ]
     assert len(logged) == 1

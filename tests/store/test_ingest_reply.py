@@ -9,10 +9,10 @@ import json
 from typing import Any
 
 import pytest
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from homealert_mqtt.store.alert_store import INGEST_CHUNK, IngestRequest, _ingest_arg
-from homealert_mqtt.store.scripts import as_str
+from homealert_mqtt.store.scripts import as_str, is_script_bug
 from tests.requests import bare_request
 from tests.store.conftest import StoreKit
 
@@ -250,3 +250,21 @@ async def test_redis_refusing_writes_fails_the_whole_call(kit: StoreKit) -> None
         await kit.redis.config_set("maxmemory", 0)
     (result,) = await kit.store.ingest_many([kit.request(type="oom")])
     assert result.outcome == "created"
+
+
+async def test_a_script_bug_is_told_from_redis_refusing_writes(kit: StoreKit) -> None:
+    """What is_script_bug sees from this Redis: a Lua error in the script, and a write
+    refused inside it."""
+    script = kit.redis.register_script("return redis.call('HSET', KEYS[1], 'f', ARGV[1] + 1)")
+    with pytest.raises(RedisError) as bug:
+        await script(keys=[f"{kit.keys.prefix}bug"], args=["not a number"])
+    assert is_script_bug(bug.value)
+    await kit.redis.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(RedisError) as refused:
+            await script(keys=[f"{kit.keys.prefix}bug"], args=["1"])
+    finally:
+        await kit.redis.config_set("maxmemory", 0)
+    assert "maxmemory" in str(refused.value)
+    assert not is_script_bug(refused.value)
+    assert not is_script_bug(ConnectionError("gone"))  # type: ignore[arg-type]

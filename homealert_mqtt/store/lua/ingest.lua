@@ -239,7 +239,8 @@ local function ingest_one(request)
 end
 
 -- Errors Redis gives when it cannot write now (memory, a read-only replica, a save that
--- failed, loading, busy): the whole call fails and the service retries the chunk.
+-- failed, loading, busy): the whole call fails and the service retries the chunk. The
+-- same list as TRANSIENT_CODES in scripts.py.
 local TRANSIENT = {OOM = true, READONLY = true, MISCONF = true, MASTERDOWN = true,
   NOREPLICAS = true, LOADING = true, BUSY = true, TRYAGAIN = true, CLUSTERDOWN = true}
 
