@@ -37,6 +37,11 @@ _LOGGER = logging.getLogger(__name__)
 # Maximum (Mosquitto's max_inflight_messages). Counted here, not by paho, whose own
 # window scans every message in flight on each PUBACK.
 OUTBOUND_INFLIGHT = 1000
+# Messages read ahead of the pipeline before the inbound link stops reading the socket
+# (and reads on below half of it). Past it, a flood waits in the broker, not in memory,
+# even when the broker sends more than its in-flight window, as Mosquitto 2.0 does.
+INBOUND_QUEUE_MAX = 4096
+HOLD_CHECK_SECONDS = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +137,7 @@ class InboundLink:
             client = aiomqtt.Client(**kwargs)
             paho_client: paho.Client = client._client  # noqa: SLF001
             paho_client.manual_ack_set(True)
-            buffer_reads(paho_client)
+            buffer_reads(paho_client, _ReadHold(client, self._queue).hold)
             batch_writes(paho_client)  # the PUBACKs of a batch
             self.generation += 1
             generation = self.generation
@@ -216,6 +221,59 @@ class InboundLink:
             )
 
         return deliver
+
+
+class _ReadHold:
+    """Stops reading an aiomqtt client's socket while the queue holds INBOUND_QUEUE_MAX
+    messages, and reads on once the pipeline has taken half of them."""
+
+    def __init__(self, client: aiomqtt.Client, queue: asyncio.Queue[Inbound]) -> None:
+        self._client = client
+        self._queue = queue
+        self._held: Any = None  # the socket whose reader was taken off the event loop
+        self._held_fd = -1
+
+    def hold(self) -> bool:
+        if self._queue.qsize() < INBOUND_QUEUE_MAX:
+            return False
+        sock: Any = self._client._client.socket()  # noqa: SLF001
+        pending = getattr(sock, "pending", None)
+        if sock is None or (pending is not None and pending()):
+            return False  # TLS bytes already decrypted: aiomqtt reads on until none are left
+        if self._held is None:
+            loop = asyncio.get_running_loop()
+            self._held, self._held_fd = sock, sock.fileno()
+            loop.remove_reader(self._held_fd)
+            _LOGGER.debug("%d messages wait for the pipeline: reading paused", self._queue.qsize())
+            loop.call_later(HOLD_CHECK_SECONDS, self._check)
+        return True
+
+    def _check(self) -> None:
+        loop = asyncio.get_running_loop()
+        sock: Any = self._held
+        self._held = None
+        if sock is None or self._client._client.socket() is not sock:  # noqa: SLF001
+            return  # the connection is gone; a new one reads from the start
+        if self._queue.qsize() > INBOUND_QUEUE_MAX // 2:
+            self._held = sock
+            loop.call_later(HOLD_CHECK_SECONDS, self._check)
+            return
+        loop.add_reader(self._held_fd, self._read)
+        self._read()  # what the read buffer still holds: the socket may never signal it
+
+    def _read(self) -> None:
+        """What aiomqtt's own reader does, which removing it took off the event loop."""
+        paho_client = self._client._client  # noqa: SLF001
+        try:
+            while True:
+                paho_client.loop_read()
+                sock: Any = paho_client.socket()
+                if sock is None or not (hasattr(sock, "pending") and sock.pending() > 0):
+                    break
+        except Exception as exc:  # noqa: BLE001 - as aiomqtt: the connection is broken
+            disconnected = self._client._disconnected  # noqa: SLF001
+            if not disconnected.done():
+                disconnected.set_exception(exc)
 
 
 def _on_message(deliver: Deliver) -> Callable[[paho.Client, Any, paho.MQTTMessage], None]:

@@ -110,7 +110,7 @@ class _ReadBuffer:
         return self.data[start : self.pos]
 
 
-def buffer_reads(client: paho.Client) -> None:
+def buffer_reads(client: paho.Client, hold: Callable[[], bool] | None = None) -> None:
     """One `recv()` per arrival instead of three per packet; every packet that has
     arrived read in one wake-up of the event loop (up to READ_MAX socket reads); and
     the packets that `lean_publishes` and `lean_pubacks` take framed straight from the
@@ -120,6 +120,9 @@ def buffer_reads(client: paho.Client) -> None:
     event loop would take in one alert per iteration and the pipeline would see batches
     of a few. The buffer must be empty when `loop_read()` returns: the event loop only
     calls it again when the socket becomes readable.
+
+    `hold()` True: take nothing more from the socket in this wake-up (what the buffer
+    holds is still handed out); the caller stops watching the socket meanwhile.
     """
     if not _supported(client):
         return
@@ -132,6 +135,8 @@ def buffer_reads(client: paho.Client) -> None:
         while client._sock is not None:  # noqa: SLF001
             if buffer.pos >= len(buffer.data):
                 if buffer.reads >= READ_MAX or (buffer.reads and buffer.drained):
+                    break
+                if hold is not None and hold():
                     break
                 try:
                     buffer.fill()
