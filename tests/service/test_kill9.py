@@ -11,25 +11,28 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
+import redis
 
 from tests.probe import Probe
 from tests.service.burst import QUIET, assert_exact, sentinel
-from tests.waits import ServiceProcess, eventually, store_for
+from tests.waits import ServiceProcess, store_for
 
 pytestmark = pytest.mark.slow
 
-DISTINCT = 1700
+DISTINCT = 2000
+KILL_AFTER = DISTINCT // 4
 REPEATS = 100  # for each of three fingerprints
 
 
 def kill9_burst() -> list[dict[str, Any]]:
-    """1,700 distinct alerts and 3 x 100 repeats, interleaved: one repeated with the very
+    """2,000 distinct alerts and 3 x 100 repeats, interleaved: one repeated with the very
     same payload (same digest), one with a changing message, one by dedup_key."""
     distinct = [{"source": "k", "type": f"d{i}"} for i in range(DISTINCT)]
     same = [{"source": "k", "type": "same", "message": "identical"}] * REPEATS
@@ -39,7 +42,7 @@ def kill9_burst() -> list[dict[str, Any]]:
         for s in ["low", "high"] * (REPEATS // 2)
     ]
     repeats = [x for triple in zip(same, changing, keyed, strict=True) for x in triple]
-    # a repeat after every ~6 distinct alerts
+    # a repeat after every ~7 distinct alerts
     out: list[dict[str, Any]] = []
     step = DISTINCT // len(repeats) + 1
     for i, alert in enumerate(distinct):
@@ -47,6 +50,17 @@ def kill9_burst() -> list[dict[str, Any]]:
         if i % step == 0 and repeats:
             out.append(repeats.pop())
     return out + repeats
+
+
+def kill_once_stored(redis_url: str, retention: str, service: ServiceProcess) -> None:
+    """SIGKILL the service as soon as the first KILL_AFTER alerts are stored."""
+    with redis.Redis.from_url(redis_url) as client:
+        deadline = time.monotonic() + 60
+        while int(client.zcard(retention)) < KILL_AFTER:
+            assert time.monotonic() < deadline, "the service stored nothing"
+            time.sleep(0.002)
+    service.signal(signal.SIGKILL)
+    service.wait()
 
 
 async def test_kill_9_mid_burst(tmp_path: Path, make_settings, probe: Probe) -> None:
@@ -69,14 +83,11 @@ async def test_kill_9_mid_burst(tmp_path: Path, make_settings, probe: Probe) -> 
 
             sending = asyncio.gather(*(send(a) for a in alerts), return_exceptions=True)
             async with store_for(settings) as store:
-
-                async def a_third_stored() -> bool:
-                    return int(await store.redis.zcard(store.keys.retention)) >= DISTINCT // 3
-
-                await eventually(a_third_stored, timeout=60, interval=0.005)
-                service.signal(signal.SIGKILL)
-                service.wait()
-                at_kill = int(await store.redis.zcard(store.keys.retention))
+                # From a thread: this loop is busy publishing, and polling on it let the
+                # service store most of the burst before the kill landed.
+                retention = store.keys.retention
+                await asyncio.to_thread(kill_once_stored, settings.redis.url, retention, service)
+                at_kill = int(await store.redis.zcard(retention))
             await sending
         mark = len(probe.seen)
         await probe.wait_for(status, lambda s: s.payload == b"offline")  # the last will
