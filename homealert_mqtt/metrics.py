@@ -94,7 +94,7 @@ class Metrics:
         )
         self._latency = Histogram(
             "pipeline_latency_seconds",
-            "Time to store an alert message in Redis and publish its state (per message).",
+            "Time to validate an alert message, store it in Redis and publish its state.",
             namespace=NAMESPACE,
             buckets=LATENCY_BUCKETS,
             registry=reg,
@@ -133,7 +133,7 @@ class Metrics:
                 self._open.labels(priority=priority).set(count)
 
     def observe_latency(self, seconds: float, count: int = 1) -> None:
-        """`count` messages that each took `seconds` (a batch stored and published together)."""
+        """`count` messages that each took `seconds` (a chunk stored and published together)."""
         for _ in range(count):
             self._latency.observe(seconds)
 

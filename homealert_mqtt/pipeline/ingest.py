@@ -5,8 +5,9 @@
 
 Alerts are stored a chunk per script call, with a few calls in flight on one Redis
 connection, so Redis works while the service publishes what it answered. A message is
-acknowledged to the broker only after Redis has committed it; a message that fails validation is
-answered on `<base>/error` and acknowledged, so it never blocks those behind it.
+acknowledged to the broker only after Redis has committed it; a message that fails
+validation is answered on `<base>/error` and acknowledged, so it never blocks those behind
+it.
 """
 
 from __future__ import annotations
@@ -126,25 +127,25 @@ class Ingest:
 
         Raises redis errors untouched: the caller retries the messages not acknowledged.
         """
-        started = time.perf_counter()
         async with self.store.ingest_stream() as stream:
-            flow = _Flow(stream, ack, self._publish_result)
+            flow = _Flow(stream, ack, self._publish_result, self._observe)
             for message in batch:
                 if self.topics.is_input(message.topic):
+                    started = time.perf_counter()
                     prepared = await self._prepare(message)
                     if prepared is None:
                         ack(message)
                     else:
-                        await flow.add(prepared)
+                        await flow.add(prepared, started)
                     continue
                 await flow.finish()
                 await self._command(message)
                 ack(message)
             await flow.finish()
-        if flow.stored:
-            elapsed = time.perf_counter() - started
-            for observe in self.batch_observers:
-                observe(flow.stored, elapsed)
+
+    def _observe(self, count: int, seconds: float) -> None:
+        for observe in self.batch_observers:
+            observe(count, seconds)
 
     async def _command(self, message: Inbound) -> None:
         try:
@@ -230,15 +231,20 @@ class _Flow:
         stream: IngestStream,
         ack: Callable[[Inbound], None],
         publish: Callable[[Prepared, IngestResult], Awaitable[None]],
+        observe: Callable[[int, float], None],
     ) -> None:
         self._stream = stream
         self._ack = ack
         self._publish = publish
+        self._observe = observe  # (alerts, seconds from the first one's validation on)
         self._chunk: list[Prepared] = []
-        self._in_flight: collections.deque[list[Prepared]] = collections.deque()
-        self.stored = 0
+        self._chunk_started = 0.0
+        # Chunks sent, with when each began, awaiting their answers in order.
+        self._in_flight: collections.deque[tuple[list[Prepared], float]] = collections.deque()
 
-    async def add(self, prepared: Prepared) -> None:
+    async def add(self, prepared: Prepared, started: float) -> None:
+        if not self._chunk:
+            self._chunk_started = started
         self._chunk.append(prepared)
         if len(self._chunk) >= INGEST_CHUNK:
             await self._send()
@@ -255,17 +261,17 @@ class _Flow:
     async def _send(self) -> None:
         chunk, self._chunk = self._chunk, []
         await self._stream.send([p.request for p in chunk])
-        self._in_flight.append(chunk)
+        self._in_flight.append((chunk, self._chunk_started))
 
     async def _receive(self) -> None:
         results = await self._stream.receive()
-        chunk = self._in_flight.popleft()
+        chunk, started = self._in_flight.popleft()
         # Committed: from here on a crash loses nothing (the broker's redelivery is
         # recognised, and a restart republishes every retained topic).
         for prepared in chunk:
             self._ack(prepared.message)
-        self.stored += len(chunk)
         # In order, one after the other: a publish does not wait for its PUBACK, so a
         # task per alert (gather) would only add overhead.
         for prepared, result in zip(chunk, results, strict=True):
             await self._publish(prepared, result)
+        self._observe(len(chunk), time.perf_counter() - started)
