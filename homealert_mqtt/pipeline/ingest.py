@@ -12,7 +12,6 @@ it.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import logging
 import time
@@ -228,7 +227,7 @@ class _Flow:
 
     def __init__(
         self,
-        stream: IngestStream,
+        stream: IngestStream[tuple[list[Prepared], float]],  # the chunk, when it began
         ack: Callable[[Inbound], None],
         publish: Callable[[Prepared, IngestResult], Awaitable[None]],
         observe: Callable[[int, float], None],
@@ -239,8 +238,6 @@ class _Flow:
         self._observe = observe  # (alerts, seconds from the first one's validation on)
         self._chunk: list[Prepared] = []
         self._chunk_started = 0.0
-        # Chunks sent, with when each began, awaiting their answers in order.
-        self._in_flight: collections.deque[tuple[list[Prepared], float]] = collections.deque()
 
     async def add(self, prepared: Prepared, started: float) -> None:
         if not self._chunk:
@@ -248,24 +245,22 @@ class _Flow:
         self._chunk.append(prepared)
         if len(self._chunk) >= INGEST_CHUNK:
             await self._send()
-            if len(self._in_flight) >= CHUNKS_IN_FLIGHT:
+            if self._stream.pending >= CHUNKS_IN_FLIGHT:
                 await self._receive()
 
     async def finish(self) -> None:
         """Everything added so far stored, acknowledged and published."""
         if self._chunk:
             await self._send()
-        while self._in_flight:
+        while self._stream.pending:
             await self._receive()
 
     async def _send(self) -> None:
         chunk, self._chunk = self._chunk, []
-        await self._stream.send([p.request for p in chunk])
-        self._in_flight.append((chunk, self._chunk_started))
+        await self._stream.send([p.request for p in chunk], (chunk, self._chunk_started))
 
     async def _receive(self) -> None:
-        results = await self._stream.receive()
-        chunk, started = self._in_flight.popleft()
+        (chunk, started), results = await self._stream.receive()
         # Committed: from here on a crash loses nothing (the broker's redelivery is
         # recognised, and a restart republishes every retained topic).
         for prepared in chunk:

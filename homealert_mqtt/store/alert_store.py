@@ -5,9 +5,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
@@ -21,6 +21,8 @@ SUMMARY_NEWEST = 50
 # Alerts per ingest.lua call. Each call holds Redis for ~80 us per alert (other clients,
 # the escalation engine and other replicas, wait meanwhile), and pays a fixed cost once.
 INGEST_CHUNK = 64
+
+Tag = TypeVar("Tag")  # what an IngestStream's caller keeps with each call
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +138,10 @@ def _ingest_arg(req: IngestRequest) -> str:
     )
 
 
-class IngestStream:
+class IngestStream(Generic[Tag]):
     """ingest.lua calls in flight on one connection: `send` a chunk of requests (one
-    call, one atomic step per alert), `receive` the answers in the order sent.
+    call, one atomic step per alert) with a tag of the caller's, `receive` the tag and
+    the answers in the order sent.
 
     The caller publishes one chunk while Redis works on the next ones. A chunk received
     is committed; one that raised, and every chunk still in flight then, may or may not
@@ -148,7 +151,7 @@ class IngestStream:
     def __init__(self, store: AlertStore, connection: Any) -> None:
         self._store = store
         self._connection = connection
-        self._sent: collections.deque[Sequence[IngestRequest]] = collections.deque()
+        self._sent: collections.deque[tuple[Sequence[IngestRequest], Tag]] = collections.deque()
         self._reloaded = False
 
     @property
@@ -156,21 +159,21 @@ class IngestStream:
         """Calls sent and not yet answered."""
         return len(self._sent)
 
-    async def send(self, requests: Sequence[IngestRequest]) -> None:
+    async def send(self, requests: Sequence[IngestRequest], tag: Tag) -> None:
         connection = self._connection
         await connection.send_packed_command(
             connection.pack_command(*self._store._ingest_call(requests))  # noqa: SLF001
         )
-        self._sent.append(requests)
+        self._sent.append((requests, tag))
 
-    async def receive(self) -> list[IngestResult]:
+    async def receive(self) -> tuple[Tag, list[IngestResult]]:
         try:
             reply = await self._connection.read_response()
         except NoScriptError:
             await self._reload()
             return await self.receive()
-        self._sent.popleft()
-        return [
+        _requests, tag = self._sent.popleft()
+        return tag, [
             IngestResult(
                 outcome=raw["outcome"],
                 alert=alert_from_json(raw["alert"]),
@@ -192,8 +195,8 @@ class IngestStream:
         await self._store.redis.script_load(self._store.scripts.ingest.script)
         sent = list(self._sent)
         self._sent.clear()
-        for i, requests in enumerate(sent):
-            await self.send(requests if i == 0 else [replace(r, dup=True) for r in requests])
+        for i, (requests, tag) in enumerate(sent):
+            await self.send(requests if i == 0 else [replace(r, dup=True) for r in requests], tag)
 
 
 class AlertStore:
@@ -228,27 +231,23 @@ class AlertStore:
 
     # -- writes
     async def ingest_many(self, requests: Sequence[IngestRequest]) -> list[IngestResult]:
-        """Run ingest.lua over the requests in order (see ingest_chunks)."""
-        async with contextlib.aclosing(self.ingest_chunks(requests)) as chunks:
-            return [result async for results in chunks for result in results]
-
-    async def ingest_chunks(
-        self, requests: Sequence[IngestRequest]
-    ) -> AsyncGenerator[list[IngestResult], None]:
-        """Run ingest.lua over the requests in order, INGEST_CHUNK alerts per call, and
-        yield each call's results as soon as Redis has answered it (see IngestStream)."""
+        """Run ingest.lua over the requests in order, INGEST_CHUNK alerts per call, all
+        calls in flight at once (see IngestStream)."""
+        results: list[IngestResult] = []
         async with self.ingest_stream() as stream:
             for i in range(0, len(requests), INGEST_CHUNK):
-                await stream.send(requests[i : i + INGEST_CHUNK])
+                await stream.send(requests[i : i + INGEST_CHUNK], None)
             while stream.pending:
-                yield await stream.receive()
+                _tag, answers = await stream.receive()
+                results.extend(answers)
+        return results
 
     @contextlib.asynccontextmanager
-    async def ingest_stream(self) -> AsyncIterator[IngestStream]:
+    async def ingest_stream(self) -> AsyncIterator[IngestStream[Any]]:
         """ingest.lua calls pipelined on one pooled connection (see IngestStream)."""
         pool = self.redis.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        stream = IngestStream(self, connection)
+        stream: IngestStream[Any] = IngestStream(self, connection)
         try:
             yield stream
         finally:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from redis.exceptions import RedisError, ResponseError
 
-from homealert_mqtt.store.alert_store import INGEST_CHUNK, IngestRequest, _ingest_arg
+from homealert_mqtt.store.alert_store import INGEST_CHUNK, IngestRequest, IngestResult, _ingest_arg
 from homealert_mqtt.store.scripts import as_str, is_script_bug
 from tests.requests import bare_request
 from tests.store.conftest import StoreKit
@@ -197,9 +197,10 @@ async def test_a_flushed_script_cache_is_reloaded_and_the_batch_runs_once(
 
 async def test_a_reader_that_stops_early_leaves_no_answers_behind(kit: StoreKit) -> None:
     requests = [kit.request(type=f"early{i}") for i in range(2 * INGEST_CHUNK)]
-    chunks = kit.store.ingest_chunks(requests)
-    first = await anext(chunks)
-    await chunks.aclose()  # the second chunk's answer is never read
+    async with kit.store.ingest_stream() as stream:
+        await stream.send(requests[:INGEST_CHUNK], None)
+        await stream.send(requests[INGEST_CHUNK:], None)
+        _tag, first = await stream.receive()  # the second chunk's answer is never read
     assert len(first) == INGEST_CHUNK
     # The next calls on the pool get their own answers, not the one left unread.
     assert await kit.redis.ping()
@@ -212,16 +213,18 @@ async def test_a_reader_that_stops_early_leaves_no_answers_behind(kit: StoreKit)
 async def test_a_stream_answers_in_the_order_sent_while_more_is_sent(kit: StoreKit) -> None:
     """The pipeline sends a chunk while earlier ones are still being answered."""
     chunks = [[kit.request(type=f"stream{c}-{i}") for i in range(3)] for c in range(4)]
-    answered: list[list[str]] = []
+    answers: list[tuple[int, list[IngestResult]]] = []
     async with kit.store.ingest_stream() as stream:
-        await stream.send(chunks[0])
-        await stream.send(chunks[1])
-        answered.append([r.outcome for r in await stream.receive()])
-        await stream.send(chunks[2])
-        await stream.send(chunks[0])  # the same alerts again: counted once more each
+        for tag in (0, 1):
+            await stream.send(chunks[tag], tag)
+        answers.append(await stream.receive())
+        await stream.send(chunks[2], 2)
+        await stream.send(chunks[0], 3)  # the same alerts again: counted once more each
         assert stream.pending == 3
         while stream.pending:
-            answered.append([r.outcome for r in await stream.receive()])
+            answers.append(await stream.receive())
+    answered = [[r.outcome for r in results] for _tag, results in answers]
+    assert [tag for tag, _results in answers] == [0, 1, 2, 3]
     assert answered == [["created"] * 3] * 3 + [["deduplicated"] * 3]
 
 
