@@ -231,19 +231,17 @@ class _ReadHold:
         self._client = client
         self._queue = queue
         self._held: Any = None  # the socket whose reader was taken off the event loop
-        self._held_fd = -1
 
     def hold(self) -> bool:
         if self._queue.qsize() < INBOUND_QUEUE_MAX:
             return False
         sock: Any = self._client._client.socket()  # noqa: SLF001
-        pending = getattr(sock, "pending", None)
-        if sock is None or (pending is not None and pending()):
+        if sock is None or _decrypted_waiting(sock):
             return False  # TLS bytes already decrypted: aiomqtt reads on until none are left
         if self._held is None:
             loop = asyncio.get_running_loop()
-            self._held, self._held_fd = sock, sock.fileno()
-            loop.remove_reader(self._held_fd)
+            self._held = sock
+            loop.remove_reader(sock.fileno())
             _LOGGER.debug("%d messages wait for the pipeline: reading paused", self._queue.qsize())
             loop.call_later(HOLD_CHECK_SECONDS, self._check)
         return True
@@ -252,13 +250,16 @@ class _ReadHold:
         loop = asyncio.get_running_loop()
         sock: Any = self._held
         self._held = None
-        if sock is None or self._client._client.socket() is not sock:  # noqa: SLF001
+        if sock is None:
+            return
+        fd = sock.fileno()
+        if sock is not self._client._client.socket():  # noqa: SLF001
             return  # the connection is gone; a new one reads from the start
         if self._queue.qsize() > INBOUND_QUEUE_MAX // 2:
             self._held = sock
             loop.call_later(HOLD_CHECK_SECONDS, self._check)
             return
-        loop.add_reader(self._held_fd, self._read)
+        loop.add_reader(fd, self._read)
         self._read()  # what the read buffer still holds: the socket may never signal it
 
     def _read(self) -> None:
@@ -267,13 +268,19 @@ class _ReadHold:
         try:
             while True:
                 paho_client.loop_read()
-                sock: Any = paho_client.socket()
-                if sock is None or not (hasattr(sock, "pending") and sock.pending() > 0):
+                sock = paho_client.socket()
+                if sock is None or not _decrypted_waiting(sock):
                     break
         except Exception as exc:  # noqa: BLE001 - as aiomqtt: the connection is broken
             disconnected = self._client._disconnected  # noqa: SLF001
             if not disconnected.done():
                 disconnected.set_exception(exc)
+
+
+def _decrypted_waiting(sock: Any) -> bool:
+    """A TLS socket holds bytes it has decrypted: the event loop will not say so."""
+    pending = getattr(sock, "pending", None)
+    return pending is not None and pending() > 0
 
 
 def _on_message(deliver: Deliver) -> Callable[[paho.Client, Any, paho.MQTTMessage], None]:
