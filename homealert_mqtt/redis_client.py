@@ -1,4 +1,10 @@
-"""The Redis connection from settings (TLS, timeouts), and waiting for Redis to be up."""
+"""The Redis connection from settings (TLS, timeouts, a bounded pool), and waiting for
+Redis to be up.
+
+The pool is a BlockingConnectionPool: when every connection is busy, a caller waits
+for one instead of failing with "Too many connections". Its size is one budget with the
+escalation engine's concurrency (`pool_size`), so a storm queues and never fails.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,82 @@ import asyncio
 import logging
 import ssl
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from homealert_mqtt.config.settings import RedisSettings
 from homealert_mqtt.mqtt.backoff import Backoff
 
 _LOGGER = logging.getLogger(__name__)
 
+POOL_RESERVE = 16  # connections beyond the engine's: pipeline, summary, sweep, HA, health
+POOL_WAIT = 10.0  # seconds a caller waits for a free connection before it is an error
 
-def make_redis(settings: RedisSettings) -> Redis:
+
+def pool_size(settings: RedisSettings, concurrency: int = 0) -> int:
+    """`redis.max_connections`, or enough for `concurrency` deliveries and the rest."""
+    return settings.max_connections or concurrency + POOL_RESERVE
+
+
+async def _replace(conn: AbstractConnection) -> None:
+    """A failed health check replaces the connection instead of failing the call.
+
+    After Redis restarts, every idle pooled connection is dead. redis-py PINGs one that
+    was idle past the health check interval before using it, but with no retries set
+    (commands must not be retried blindly: a script whose reply was lost may have run)
+    the failed PING fails the caller's command. Nothing was sent yet, so reconnecting
+    is safe: the command goes out on a fresh connection, as it would from a new pool.
+    A Redis still down fails the connect, and the caller's own retry takes over.
+    """
+    await conn.disconnect()
+    await conn.connect()  # type: ignore[no-untyped-call] # redis-py leaves it untyped
+
+
+class _Tcp(Connection):
+    async def check_health(self) -> None:
+        try:
+            await super().check_health()  # type: ignore[no-untyped-call]
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            await _replace(self)
+
+
+class _Tls(SSLConnection):
+    async def check_health(self) -> None:
+        try:
+            await super().check_health()  # type: ignore[no-untyped-call]
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            await _replace(self)
+
+
+class _Unix(UnixDomainSocketConnection):
+    async def check_health(self) -> None:
+        try:
+            await super().check_health()  # type: ignore[no-untyped-call]
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            await _replace(self)
+
+
+_FRESH: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    Connection: _Tcp,
+    SSLConnection: _Tls,
+    UnixDomainSocketConnection: _Unix,
+}
+
+
+def make_redis(settings: RedisSettings, *, max_connections: int | None = None) -> Redis:
+    """A client whose pool holds `max_connections` (default: `pool_size(settings)`)."""
     kwargs: dict[str, object] = {
         "socket_timeout": 10,
         "socket_connect_timeout": 5,
-        "health_check_interval": 15,
+        "health_check_interval": settings.health_check_interval,
         "decode_responses": False,
     }
     if settings.tls.enabled:
@@ -29,7 +97,16 @@ def make_redis(settings: RedisSettings) -> Redis:
         if settings.tls.insecure:
             kwargs["ssl_cert_reqs"] = ssl.CERT_NONE
             kwargs["ssl_check_hostname"] = False
-    return Redis.from_url(settings.url, **kwargs)  # type: ignore[arg-type]
+    pool = BlockingConnectionPool.from_url(
+        settings.url,
+        max_connections=max_connections or pool_size(settings),
+        timeout=POOL_WAIT,
+        **kwargs,
+    )
+    # The URL's scheme chose the class (TCP, TLS or a Unix socket); no connection exists
+    # yet, so every one the pool makes is of the replacing kind.
+    pool.connection_class = _FRESH.get(pool.connection_class, pool.connection_class)
+    return Redis.from_pool(pool)
 
 
 async def wait_for_redis(redis: Redis, settings: RedisSettings) -> None:

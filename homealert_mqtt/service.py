@@ -28,11 +28,12 @@ from homealert_mqtt.pipeline.commands import CommandHandler
 from homealert_mqtt.pipeline.ingest import Ingest
 from homealert_mqtt.pipeline.publish import StateListener, StatePublisher
 from homealert_mqtt.pipeline.validate import Limits
-from homealert_mqtt.redis_client import make_redis, wait_for_redis
+from homealert_mqtt.redis_client import make_redis, pool_size, wait_for_redis
 from homealert_mqtt.store.alert_store import AlertStore
 from homealert_mqtt.store.keys import Keys
 from homealert_mqtt.store.sessions import BrokerSessions
 from homealert_mqtt.topics import Topics
+from homealert_mqtt.transient import RETRY_CAP, RETRY_INITIAL, Outage, is_transient
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,7 +55,14 @@ class Service:
         self.clock = clock
         self.topics = Topics(settings.mqtt.base_topic)
         self.keys = Keys.for_prefix(settings.redis.key_prefix)
-        self.redis: Redis = make_redis(settings.redis)
+        self.redis: Redis = make_redis(
+            settings.redis,
+            max_connections=pool_size(settings.redis, settings.alerts.escalation.concurrency),
+        )
+        # Every part that talks to Redis reports to this one: an outage is one warning,
+        # a reminder now and then, and one line when Redis is back.
+        self.redis_outage = Outage("Redis")
+        self.redis_outage.on_change(self._redis_changed)
         self.store = AlertStore(self.redis, self.keys, settings.alerts, clock)
         self.queue: asyncio.Queue[Inbound] = asyncio.Queue()
         resolve = resolver or static_resolver(settings.mqtt)
@@ -70,7 +78,9 @@ class Service:
             after=self.outbound.connected,
             sessions=BrokerSessions(self.redis, self.keys, settings.mqtt.client_id),
         )
-        self.publisher = StatePublisher(self.topics, self.store, self.outbound.publish, clock)
+        self.publisher = StatePublisher(
+            self.topics, self.store, self.outbound.publish, clock, self.redis_outage
+        )
         self.commands = CommandHandler(self.store, self.publisher)
         self.ingest = Ingest(
             settings=settings.alerts,
@@ -176,27 +186,40 @@ class Service:
                 await asyncio.wait(pending, timeout=0.2)
 
     async def _supervise(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
-        backoff = Backoff(initial=1, cap=30)
+        """Run a part until the service stops; a part that fails is started again.
+
+        A Redis or broker outage is not a failure of the part: it is reported to the
+        outage log (no traceback) and the part starts again within a second or two.
+        """
+        transient = Backoff(initial=0.1, cap=2)
+        failing = Backoff(initial=1, cap=30)
         while True:
             try:
                 await factory()
                 return
-            except (RedisError, OSError) as err:
-                self.redis_ok = False
-                self._redis_lost = True
-                delay = backoff.next_delay()
-                _LOGGER.warning("%s: Redis unavailable (%s); retrying in %.1f s", name, err, delay)
-            except Exception:
-                delay = backoff.next_delay()
-                _LOGGER.exception("%s failed; restarting in %.1f s", name, delay)
+            except Exception as err:
+                if is_transient(err):
+                    self.redis_outage.failed(err, name)
+                    delay = transient.next_delay()
+                else:
+                    delay = failing.next_delay()
+                    _LOGGER.exception("%s failed; restarting in %.1f s", name, delay)
             await asyncio.sleep(delay)
+
+    def _redis_changed(self, up: bool) -> None:
+        if not up:
+            # A script may have committed and lost its reply, so its state change never
+            # reached MQTT: the heartbeat resyncs once Redis is back.
+            self.redis_ok = False
+            self._redis_lost = True
+        self._beat_now.set()
 
     # -- connection events
     async def _outbound_connected(self) -> None:
         try:
             await self.publisher.resync()
         except (RedisError, OSError) as err:
-            _LOGGER.warning("resync postponed, Redis unavailable: %s", err)
+            self.redis_outage.failed(err, "resync")  # the heartbeat resyncs once it is back
         await self._publish_status()
 
     async def _inbound_changed(self, _subscribed: bool) -> None:
@@ -219,7 +242,7 @@ class Service:
 
     # -- the pipeline
     async def _process(self) -> None:
-        backoff = Backoff(initial=0.2, cap=5)
+        backoff = Backoff(initial=RETRY_INITIAL, cap=RETRY_CAP)
         while True:
             batch = [await self.queue.get()]
             while len(batch) < BATCH_MAX and not self.queue.empty():
@@ -230,6 +253,7 @@ class Service:
                 try:
                     await self.ingest.handle(batch, ack)
                     backoff.reset()
+                    self.redis_outage.ok()
                     break
                 except (RedisError, OSError) as err:
                     # Not acknowledged, so not lost: retry the rest, marked as redelivered
@@ -238,14 +262,8 @@ class Service:
                     batch = [_as_retry(m) for m in batch if id(m) not in acked]
                     # Ids of freed messages can be reused by the next copies: start over.
                     acked.clear()
-                    delay = backoff.next_delay()
-                    _LOGGER.warning(
-                        "Redis unavailable (%s); holding %d messages, retrying in %.1f s",
-                        err,
-                        len(batch),
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
+                    self.redis_outage.failed(err, f"pipeline, holding {len(batch)} messages")
+                    await asyncio.sleep(backoff.next_delay())
 
     def _acker(self, acked: set[int]) -> Callable[[Inbound], None]:
         def ack(message: Inbound) -> None:
@@ -282,6 +300,7 @@ class Service:
                 },
             )
             await self.redis.expire(key, HEARTBEAT_TTL)
+            self.redis_outage.ok()
             self.redis_ok = True
             if self._redis_lost and self.outbound.connected.is_set():
                 self._redis_lost = False

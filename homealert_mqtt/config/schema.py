@@ -147,6 +147,7 @@ ALERTS = vol.Schema(
             vol.Optional("rate_limits", default={}): {string: RATE_LIMIT},
             vol.Optional("notify_resolved", default=True): boolean,
             vol.Optional("lease", default=90): integer(2, 3600),
+            vol.Optional("concurrency", default=32): integer(1, 1000),
         },
     }
 )
@@ -189,6 +190,8 @@ REDIS = vol.Schema(
     {
         vol.Required("url"): url("redis", "rediss", "unix"),
         vol.Required("key_prefix"): vol.All(string, vol.Match(r"^[A-Za-z0-9_.:-]{1,64}$")),
+        vol.Optional("max_connections", default=None): vol.Any(None, integer(8, 10000)),
+        vol.Optional("health_check_interval", default=15): integer(1, 3600),
         vol.Optional("tls", default={}): TLS,
     }
 )
@@ -324,7 +327,7 @@ def _cross_check(config: dict[str, Any]) -> list[str]:
 
     Works on the raw config (what is malformed is the schema's to report, and skipped).
     """
-    problems: list[str] = []
+    problems: list[str] = _pool_budget(config)
     _, groups = _lookup(config, ["recipients", "groups"])
     known_groups = set(groups) if isinstance(groups, dict) else set() if groups is None else None
     _, policies = _lookup(config, ["alerts", "escalation", "policies"])
@@ -344,6 +347,26 @@ def _cross_check(config: dict[str, Any]) -> list[str]:
         if valid and delays != sorted(delays):
             problems.append(f"{where}: level delays must not decrease, got {delays}")
     return problems
+
+
+POOL_RESERVE_MIN = 8  # Redis connections beyond the engine's that the rest needs
+
+
+def _pool_budget(config: dict[str, Any]) -> list[str]:
+    """The Redis pool must hold the engine's deliveries and the rest of the service: a
+    smaller one would make a storm wait on connections the engine itself holds."""
+    _, size = _lookup(config, ["redis", "max_connections"])
+    _, concurrency = _lookup(config, ["alerts", "escalation", "concurrency"])
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool):
+        concurrency = 32
+    if isinstance(size, int) and not isinstance(size, bool):
+        needed = concurrency + POOL_RESERVE_MIN
+        if size < needed:
+            return [
+                f"redis.max_connections: must be at least alerts.escalation.concurrency"
+                f" + {POOL_RESERVE_MIN} ({needed}), got {size}"
+            ]
+    return []
 
 
 def _level_references(level: dict[str, Any], here: str, groups: set[str] | None) -> list[str]:

@@ -52,6 +52,9 @@ class RedisSettings:
     url: str = field(repr=False)
     key_prefix: str
     tls: TlsSettings
+    # None: sized from alerts.escalation.concurrency (redis_client.pool_size)
+    max_connections: int | None = None
+    health_check_interval: int = 15  # seconds idle before a pooled connection is PINGed
 
     def safe_url(self) -> str:
         parts = urlsplit(self.url)
@@ -101,6 +104,7 @@ class EscalationSettings:
     rate_limits: dict[str, RateLimit]
     notify_resolved: bool
     lease: int = 90  # seconds claimed work stays with its replica (escalation/delivery.Leases)
+    concurrency: int = 32  # deliveries in flight at once; sizes the Redis pool too
 
     def policy_for(self, priority: Priority) -> Policy:
         return self.policies.get(priority.value.lower()) or self.policies["default"]
@@ -216,6 +220,7 @@ class Settings:
                     rate_limits=rate_limits,
                     notify_resolved=escalation["notify_resolved"],
                     lease=escalation["lease"],
+                    concurrency=escalation["concurrency"],
                 ),
             ),
             channels=cfg["channels"],
@@ -228,6 +233,8 @@ class Settings:
             redis=RedisSettings(
                 url=cfg["redis"]["url"],
                 key_prefix=cfg["redis"]["key_prefix"],
+                max_connections=cfg["redis"].get("max_connections"),
+                health_check_interval=cfg["redis"].get("health_check_interval", 15),
                 tls=_tls(
                     cfg["redis"].get("tls", {}), enabled=cfg["redis"]["url"].startswith("rediss")
                 ),

@@ -1,9 +1,16 @@
 """One message to one recipient on one channel: idempotent, rate-limited, retried.
 
-The only place that retries. A channel says "retryable or permanent"; here a send gets a
-timeout, retryable failures are tried again with exponential backoff and jitter within a
-deadline shorter than the delivery key's lease, and the outcome of every attempt is
-recorded on each alert it was about.
+The only place that retries a send. A channel says "retryable or permanent"; here a send
+gets a timeout, retryable failures are tried again with exponential backoff and jitter
+within a deadline shorter than the delivery key's lease, and the outcome of every
+attempt is recorded on each alert it was about.
+
+Redis calls around the send are retried in place until they go through (a Redis restart
+is not a failed page), and both ends are safe to repeat: the reservation holds this
+delivery's token, so asking again after a lost reply finds it ours; the settle records
+an outcome once per key. A message the provider accepted is therefore recorded as sent
+even when Redis was away at that moment, and never sent again; the one window left is
+the process dying between the provider's answer and the settle.
 """
 
 from __future__ import annotations
@@ -11,16 +18,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from homealert_mqtt.clock import Clock
 from homealert_mqtt.config.settings import RateLimit
 from homealert_mqtt.models import iso
 from homealert_mqtt.notify.base import Channel, DeliveryError, Message
 from homealert_mqtt.store.escalation_store import EscalationStore
+from homealert_mqtt.transient import Outage, retry_transient
 
 _LOGGER = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_LEASE_S = 90  # alerts.escalation.lease
 
@@ -79,8 +91,13 @@ class Delivery:
     clock: Clock
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     leases: Leases = field(default_factory=Leases)
+    concurrency: int = 32  # deliveries in flight at once (alerts.escalation.concurrency)
+    outage: Outage = field(default_factory=lambda: Outage("Redis"))
     on_sent: list[Callable[[str], None]] = field(default_factory=list)
     on_failed: list[Callable[[str], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.concurrency)
 
     async def deliver(  # noqa: PLR0917 - one delivery's facts, all required
         self,
@@ -102,32 +119,73 @@ class Delivery:
         channel = self.channels.get(channel_name)
         if channel is None:
             return Outcome("no_channel"), []
-        owned = await self.store.reserve(keys, self.leases.key_ms)
+        async with self._slots:
+            return await self._deliver(
+                channel_name, channel, recipient, keys, alert_ids, render, level, defer=defer
+            )
+
+    async def _deliver(  # noqa: PLR0917 - as deliver()
+        self,
+        name: str,
+        channel: Channel,
+        recipient: str,
+        keys: Sequence[str],
+        alert_ids: Sequence[str],
+        render: Callable[[Sequence[str]], Message],
+        level: int,
+        *,
+        defer: Callable[[Sequence[str]], Awaitable[None]] | None,
+    ) -> tuple[Outcome, list[str]]:
+        token = secrets.token_hex(8)
+        owned = await self._redis(lambda: self.store.reserve(keys, token, self.leases.key_ms))
         mine_keys = [k for k, ok in zip(keys, owned, strict=True) if ok]
         mine = [a for a, ok in zip(alert_ids, owned, strict=True) if ok]
         if not mine:
             return Outcome("skipped"), []
-        limit = self.rate_limits.get(channel_name)
+        limit = self.rate_limits.get(name)
         if (
             limit is not None
             and defer is not None
-            and not await self.store.take_token(channel_name, recipient, limit.count, limit.period)
+            and not await self._redis(
+                lambda: self.store.take_token(name, recipient, limit.count, limit.period)
+            )
         ):
             await defer(mine)
-            await self.store.settle(mine_keys, "deferred")
-            await self._record(mine, channel_name, recipient, level, Outcome("deferred"))
-            return Outcome("deferred"), mine
+            outcome = Outcome("deferred")
+            await self._settle(mine_keys, token, mine, name, recipient, level, outcome)
+            return outcome, mine
         outcome = await self._send(channel, recipient, render(mine))
-        await self.store.settle(mine_keys, outcome.status)
-        await self._record(mine, channel_name, recipient, level, outcome)
-        if outcome.status == "sent":
-            await self.store.mark_paged(mine, channel_name, recipient)
-            for observe in self.on_sent:
-                observe(channel_name)
-        else:
-            for observe in self.on_failed:
-                observe(channel_name)
+        await self._settle(mine_keys, token, mine, name, recipient, level, outcome)
+        for observe in self.on_sent if outcome.status == "sent" else self.on_failed:
+            observe(name)
         return outcome, mine
+
+    async def _settle(  # noqa: PLR0917 - one delivery's facts, all required
+        self,
+        keys: Sequence[str],
+        token: str,
+        alert_ids: Sequence[str],
+        channel: str,
+        recipient: str,
+        level: int,
+        outcome: Outcome,
+    ) -> None:
+        attempt = {
+            "at": iso(self.clock()),
+            "channel": channel,
+            "recipient": recipient,
+            "level": level,
+            "outcome": outcome.status,
+            "attempts": outcome.attempts,
+            "error": outcome.error,
+        }
+        paged = (channel, recipient) if outcome.status == "sent" else None
+        await self._redis(
+            lambda: self.store.settle(keys, token, alert_ids, attempt, paged=paged), "settle"
+        )
+
+    async def _redis(self, call: Callable[[], Awaitable[T]], where: str = "delivery") -> T:
+        return await retry_transient(call, self.outage, where=where)
 
     async def _send(self, channel: Channel, recipient: str, message: Message) -> Outcome:
         error = "no attempt"
@@ -153,19 +211,3 @@ class Delivery:
             if attempt + 1 < self.retry.attempts:
                 await asyncio.sleep(min(self.retry.delay(attempt), max(0, deadline - loop.time())))
         return Outcome("failed", error=error, attempts=self.retry.attempts)
-
-    async def _record(
-        self, alert_ids: Sequence[str], channel: str, recipient: str, level: int, outcome: Outcome
-    ) -> None:
-        await self.store.record_attempt(
-            alert_ids,
-            {
-                "at": iso(self.clock()),
-                "channel": channel,
-                "recipient": recipient,
-                "level": level,
-                "outcome": outcome.status,
-                "attempts": outcome.attempts,
-                "error": outcome.error,
-            },
-        )

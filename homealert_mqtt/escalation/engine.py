@@ -1,28 +1,46 @@
 """The escalation loop: turns due timers into batches, batches into messages, and moves
-alerts on. Every replica runs it; Redis decides who does what (see store/lua)."""
+alerts on. Every replica runs it; Redis decides who does what (see store/lua).
+
+A Redis blip is not a failed batch: every Redis call of the loop and of a batch in
+progress is retried where it stands (transient.retry_transient), so a batch claimed
+before Redis went away is sent, and settled, as soon as it is back. The lease brings a
+batch back only when the replica that claimed it died. How many batches a replica works
+on at once is bounded by `alerts.escalation.concurrency`, the same budget that sizes the
+Redis pool: a storm waits in Redis for a free slot (where another replica can take it),
+it never runs the pool dry.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from homealert_mqtt.clock import Clock
 from homealert_mqtt.config.settings import EscalationSettings
 from homealert_mqtt.escalation.delivery import Delivery
 from homealert_mqtt.escalation.plan import Target, next_step, targets
 from homealert_mqtt.models import AlertRecord, State
+from homealert_mqtt.mqtt.backoff import Backoff
 from homealert_mqtt.notify.base import Message
 from homealert_mqtt.notify.templates import NotificationKind, TemplateRenderer
 from homealert_mqtt.pipeline.publish import StatePublisher
 from homealert_mqtt.store.escalation_store import EscalationStore, Flush, TimerMember, due
+from homealert_mqtt.transient import (
+    RETRY_CAP,
+    RETRY_INITIAL,
+    Outage,
+    is_transient,
+    retry_transient,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 POLL_SECONDS = 0.1  # timers fire within this (plus the work) of their due time
-MAX_CONCURRENT = 64
 CHUNK = 16  # batches claimed per round trip
 
 
@@ -38,6 +56,7 @@ class EscalationEngine:
         renderer: TemplateRenderer,
         publisher: StatePublisher,
         clock: Clock,
+        outage: Outage | None = None,
     ) -> None:
         self.settings = settings
         self.recipients = recipients
@@ -47,40 +66,63 @@ class EscalationEngine:
         self.renderer = renderer
         self.publisher = publisher
         self.clock = clock
+        self.outage = outage or delivery.outage
+        self.concurrency = settings.concurrency
         self._busy: set[str] = set()
-        self._slots = asyncio.Semaphore(MAX_CONCURRENT)
 
     async def run(self) -> None:
         # Polled, not woken per alert: a burst costs a few passes, and a pass with
         # nothing due is one round trip. Level 0 of a new alert is due at once, so it
         # goes out within POLL_SECONDS.
+        backoff = Backoff(initial=RETRY_INITIAL, cap=RETRY_CAP)
         async with asyncio.TaskGroup() as tasks:
             while True:
-                heads = await self.store.queue_heads()
-                now = self.clock()
-                lease_ms = self.delivery.leases.claim_ms  # see delivery.Leases
-                if due(heads.timers, now):
-                    await self.store.schedule_due(self.digest_ms)
-                if due(heads.timers, now) or due(heads.flushes, now):
-                    await self._claim_flushes(tasks, lease_ms)
-                if due(heads.notices, now):
-                    for alert_id, epoch in await self.store.claim_notices(lease_ms):
-                        self._spawn(tasks, f"notice:{alert_id}", self._notice(alert_id, epoch))
-                if due(heads.deferred, now):
-                    for channel, recipient in await self.store.claim_deferred(lease_ms):
-                        self._spawn(
-                            tasks,
-                            f"deferred:{channel}:{recipient}",
-                            self._deferred(channel, recipient),
-                        )
-                await self._sleep(heads.first(), now)
+                try:
+                    first, now = await self._pass(tasks)
+                except Exception as err:
+                    # A Redis blip in the loop itself: the work in flight goes on (its
+                    # own calls retry), and so does the loop, shortly.
+                    if not is_transient(err):
+                        raise
+                    self.outage.failed(err, "escalation")
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
+                self.outage.ok()
+                backoff.reset()
+                await self._sleep(first, now)
+
+    async def _pass(self, tasks: asyncio.TaskGroup) -> tuple[int | None, int]:
+        heads = await self.store.queue_heads()
+        now = self.clock()
+        lease_ms = self.delivery.leases.claim_ms  # see delivery.Leases
+        if due(heads.timers, now):
+            await self.store.schedule_due(self.digest_ms)
+        if due(heads.timers, now) or due(heads.flushes, now):
+            await self._claim_flushes(tasks, lease_ms)
+        if due(heads.notices, now):
+            for alert_id, epoch in await self.store.claim_notices(lease_ms):
+                self._spawn(tasks, f"notice:{alert_id}", self._notice(alert_id, epoch))
+        if due(heads.deferred, now):
+            for channel, recipient in await self.store.claim_deferred(lease_ms):
+                self._spawn(
+                    tasks,
+                    f"deferred:{channel}:{recipient}",
+                    self._deferred(channel, recipient),
+                )
+        return heads.first(), now
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.concurrency - len(self._busy))
 
     async def _claim_flushes(self, tasks: asyncio.TaskGroup, lease_ms: int) -> None:
         # In small chunks, yielding between them: a burst's worth of batches claimed and
         # completed at once would hold Redis and the event loop for milliseconds, and
-        # alerts arriving meanwhile would wait (the paced benchmark's p99).
-        while True:
-            claimed = await self.store.claim_flushes(lease_ms, limit=CHUNK)
+        # alerts arriving meanwhile would wait (the paced benchmark's p99). Never more
+        # than there are free slots: what this replica cannot start now stays due in
+        # Redis, for another replica or for this one's next pass.
+        while (limit := min(CHUNK, self.free_slots)) > 0:
+            claimed = await self.store.claim_flushes(lease_ms, limit=limit)
             quiet = []
             for flush in claimed:
                 if self._targets(flush):
@@ -89,7 +131,7 @@ class EscalationEngine:
                     quiet.append(flush)
             if quiet:
                 await self._complete_quiet(quiet)
-            if len(claimed) < CHUNK:
+            if len(claimed) < limit:
                 return
             await asyncio.sleep(0)
 
@@ -108,7 +150,8 @@ class EscalationEngine:
             (flush, [(m, next_step(self.settings, a, m, now)) for m, a in flush.steps])
             for flush in flushes
         ]
-        for moved in await self.store.complete_flushes(batches, self.digest_ms):
+        done = await self._redis(lambda: self.store.complete_flushes(batches, self.digest_ms))
+        for moved in done:
             for alert, rule in moved:
                 await self.publisher.alert(alert, ["escalated"] if rule == "T2" else [])
 
@@ -120,15 +163,18 @@ class EscalationEngine:
 
         async def guarded() -> None:
             try:
-                async with self._slots:
-                    await work
+                await work
             except Exception:
-                # The lease brings the work back; one bad batch must not stop the pager.
+                # Not a Redis blip (those are retried where they happen): a bug. The
+                # lease brings the work back; one bad batch must not stop the pager.
                 _LOGGER.exception("escalation work %s failed; it is retried after its lease", name)
             finally:
                 self._busy.discard(name)
 
         tasks.create_task(guarded())
+
+    async def _redis(self, call: Callable[[], Awaitable[T]], where: str = "escalation") -> T:
+        return await retry_transient(call, self.outage, where=where)
 
     async def _sleep(self, first_due: int | None, now: int) -> None:
         wait = POLL_SECONDS
@@ -139,8 +185,8 @@ class EscalationEngine:
     # -- a batch of one group at one level
     async def _flush(self, flush: Flush) -> None:
         group = None
-        if flush.group_id is not None:
-            record = await self.publisher.store.get_group(flush.group_id)
+        if (group_id := flush.group_id) is not None:
+            record = await self._redis(lambda: self.publisher.store.get_group(group_id))
             group = record.to_public() if record else None
         batch = _Batch(flush, group, self.renderer)
         results = await asyncio.gather(
@@ -150,7 +196,7 @@ class EscalationEngine:
         steps = [
             (member, next_step(self.settings, alert, member, now)) for member, alert in flush.steps
         ]
-        moved = await self.store.complete_flush(flush, steps, self.digest_ms)
+        moved = await self._redis(lambda: self.store.complete_flush(flush, steps, self.digest_ms))
         await self._publish(moved, batch, [r for r in results if r is not None])
 
     async def _deliver_target(self, batch: _Batch, target: Target) -> _Result | None:
@@ -164,7 +210,9 @@ class EscalationEngine:
         async def defer(chosen: Sequence[str]) -> None:
             limit = self.delivery.rate_limits[target.channel]
             members = [batch.members[i] for i in chosen]
-            await self.store.defer(target.channel, target.recipient, members, limit.period)
+            await self._redis(
+                lambda: self.store.defer(target.channel, target.recipient, members, limit.period)
+            )
 
         outcome, concerned = await self.delivery.deliver(
             target.channel, target.recipient, keys, ids, batch.render, flush.level, defer=defer
@@ -199,7 +247,7 @@ class EscalationEngine:
 
     # -- "it is resolved" to whoever was paged
     async def _notice(self, alert_id: str, epoch: int) -> None:
-        alert = await self.publisher.store.get_alert(alert_id)
+        alert = await self._redis(lambda: self.publisher.store.get_alert(alert_id))
         if (
             self.settings.notify_resolved
             and alert is not None
@@ -207,19 +255,21 @@ class EscalationEngine:
             and alert.state is State.RESOLVED
         ):
             message = self.renderer.render(NotificationKind.RESOLVED, [alert.to_public()])
-            for channel, recipient in await self.store.paged(alert_id):
+            for channel, recipient in await self._redis(lambda: self.store.paged(alert_id)):
                 key = self.store.notice_key(alert_id, epoch, channel, recipient)
                 await self.delivery.deliver(
                     channel, recipient, [key], [alert_id], lambda _ids: message, -1
                 )
-        await self.store.notice_done(alert_id, epoch)
+        await self._redis(lambda: self.store.notice_done(alert_id, epoch))
 
     # -- what a rate limit held back, as one digest once the window reopens
     async def _deferred(self, channel: str, recipient: str) -> None:
-        held = await self.store.peek_deferred(channel, recipient)
+        held = await self._redis(lambda: self.store.peek_deferred(channel, recipient))
+        found = await self._redis(lambda: self.publisher.store.get_alerts([a for a, _ in held]))
+        by_id = {alert.id: alert for alert in found}
         alerts: dict[str, AlertRecord] = {}
         for alert_id, epoch in held:
-            alert = await self.publisher.store.get_alert(alert_id)
+            alert = by_id.get(alert_id)
             if alert is not None and alert.epoch == epoch and alert.state in _PAGEABLE:
                 alerts[alert.id] = alert
         if alerts:
@@ -231,7 +281,7 @@ class EscalationEngine:
                 )
 
             await self.delivery.deliver(channel, recipient, keys, list(alerts), render, 0)
-        await self.store.deferred_done(channel, recipient, held)
+        await self._redis(lambda: self.store.deferred_done(channel, recipient, held))
 
 
 _PAGEABLE = frozenset({State.NEW, State.ACTIVE, State.ESCALATED})

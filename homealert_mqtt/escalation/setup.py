@@ -41,6 +41,8 @@ def add_escalation(service: Service) -> EscalationEngine:
         rate_limits=settings.alerts.escalation.rate_limits,
         clock=service.clock,
         leases=Leases.from_seconds(settings.alerts.escalation.lease),
+        concurrency=settings.alerts.escalation.concurrency,
+        outage=service.redis_outage,
     )
     engine = EscalationEngine(
         settings=settings.alerts.escalation,
@@ -51,6 +53,7 @@ def add_escalation(service: Service) -> EscalationEngine:
         renderer=renderer,
         publisher=service.publisher,
         clock=service.clock,
+        outage=service.redis_outage,
     )
 
     async def run_escalation() -> None:

@@ -12,9 +12,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from homealert_mqtt.models import AlertRecord, GroupRecord, iso
+from homealert_mqtt.mqtt.backoff import Backoff
 from homealert_mqtt.pipeline.jsontext import compact
 from homealert_mqtt.store.alert_store import AlertStore
 from homealert_mqtt.topics import Topics
+from homealert_mqtt.transient import RETRY_CAP, Outage, is_transient
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,11 +56,13 @@ class StatePublisher:
         store: AlertStore,
         publish: Publish,
         clock: Callable[[], int],
+        outage: Outage | None = None,
     ) -> None:
         self.topics = topics
         self.store = store
         self._publish = publish
         self._clock = clock
+        self.outage = outage or Outage("Redis")
         self.listeners: list[StateListener] = []
         self._summary_due = asyncio.Event()
         # While a resync runs: the topics published since it began. Its snapshot of them
@@ -158,16 +162,27 @@ class StatePublisher:
         await self._publish(self.topics.summary, dumps(summary.to_public()), 1, True)
 
     async def run_summary(self) -> None:
-        """Publish the summary after changes, at most every SUMMARY_DEBOUNCE seconds."""
+        """Publish the summary after changes, at most every SUMMARY_DEBOUNCE seconds.
+
+        While Redis is away the summary waits with it (backing off, without a line per
+        try); a bug in it is logged once per change, not once per debounce."""
+        backoff = Backoff(initial=SUMMARY_DEBOUNCE, cap=RETRY_CAP)
         while True:
             await self._summary_due.wait()
             await asyncio.sleep(SUMMARY_DEBOUNCE)
             self._summary_due.clear()
             try:
                 await self.summary()
-            except Exception:
-                _LOGGER.exception("summary publish failed; retrying on the next change")
+            except Exception as err:
                 self._summary_due.set()
+                if is_transient(err):
+                    self.outage.failed(err, "summary")
+                else:
+                    _LOGGER.exception("summary publish failed; retrying")
+                await asyncio.sleep(backoff.next_delay())
+            else:
+                self.outage.ok()
+                backoff.reset()
 
     async def resync(self) -> None:
         """Republish every retained topic from Redis (after a restart or reconnect).

@@ -173,36 +173,44 @@ class EscalationStore:
             recipient_hash(recipient),
         )
 
-    async def reserve(self, keys: Sequence[str], lease_ms: int) -> list[bool]:
-        """SET NX each key to `pending` for `lease_ms`: True where this caller owns it."""
-        pipe = self.redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.set(key, "pending", nx=True, px=lease_ms)
-        return [bool(r) for r in await pipe.execute()]
+    async def reserve(self, keys: Sequence[str], token: str, lease_ms: int) -> list[bool]:
+        """Take each key for the sender `token` for `lease_ms`: True where it is this
+        sender's (taken now, or by an earlier call of the same sender whose reply was
+        lost), so the call is safe to repeat."""
+        if not keys:
+            return []
+        owned = await self.scripts.reserve(keys=[self.keys.prefix, *keys], args=[token, lease_ms])
+        return [bool(r) for r in owned]
 
-    async def settle(self, keys: Sequence[str], outcome: str) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.set(key, outcome, px=DELIVERY_KEPT_MS)
-        await pipe.execute()
-
-    async def record_attempt(self, alert_ids: Sequence[str], attempt: dict[str, Any]) -> None:
-        body = json.dumps(attempt, ensure_ascii=False)
-        pipe = self.redis.pipeline(transaction=False)
-        for alert_id in alert_ids:
-            pipe.lpush(self.keys.attempts(alert_id), body)
-            pipe.ltrim(self.keys.attempts(alert_id), 0, ATTEMPTS_KEPT - 1)
-        await pipe.execute()
+    async def settle(
+        self,
+        keys: Sequence[str],
+        token: str,
+        alert_ids: Sequence[str],
+        attempt: dict[str, Any],
+        *,
+        paged: tuple[str, str] | None = None,
+    ) -> int:
+        """Record a send's outcome on its keys, its attempt on each alert and, when it
+        was sent, who was paged: once per key however often it is called (settle.lua)."""
+        if not keys:
+            return 0
+        member = f"{paged[0]}\x1f{paged[1]}" if paged is not None else ""
+        args: list[Any] = [
+            token,
+            attempt["outcome"],
+            DELIVERY_KEPT_MS,
+            ATTEMPTS_KEPT,
+            json.dumps(attempt, ensure_ascii=False),
+            member,
+            *alert_ids,
+        ]
+        settled = await self.scripts.settle(keys=[self.keys.prefix, *keys], args=args)
+        return int(settled)
 
     async def attempts(self, alert_id: str) -> list[dict[str, Any]]:
         rows = await self.redis.lrange(self.keys.attempts(alert_id), 0, -1)
         return [json.loads(r) for r in rows]
-
-    async def mark_paged(self, alert_ids: Sequence[str], channel: str, recipient: str) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for alert_id in alert_ids:
-            pipe.sadd(self.keys.paged(alert_id), f"{channel}\x1f{recipient}")
-        await pipe.execute()
 
     async def paged(self, alert_id: str) -> list[tuple[str, str]]:
         rows = await self.redis.smembers(self.keys.paged(alert_id))

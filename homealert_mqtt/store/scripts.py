@@ -40,6 +40,8 @@ SCRIPT_NAMES = (
     "schedule",
     "claim_flush",
     "complete_flush",
+    "reserve",
+    "settle",
 )
 
 
@@ -53,6 +55,8 @@ class Scripts:
     schedule: AsyncScript
     claim_flush: AsyncScript
     complete_flush: AsyncScript
+    reserve: AsyncScript
+    settle: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

@@ -60,6 +60,12 @@ class Walker:
         steps = [(m, next_step(escalation, a, m, now)) for m, a in flush.steps]
         return await self.store.complete_flush(flush, steps, DIGEST_MS)
 
+    async def batch(self, member: TimerMember, alert: AlertRecord, due: int) -> Flush:
+        """A batch of one as schedule.lua would leave it: the member pending in it."""
+        flush = Flush(f"~{alert.id}|{member.level}.{member.round}", due, ((member, alert),))
+        await self.alerts.redis.sadd(self.keys.pending(flush.key), str(member))
+        return flush
+
     async def fire(self) -> list[tuple[AlertRecord, str]]:
         moved = []
         for flush in await self.claim():
@@ -128,9 +134,21 @@ async def test_t2_from_new_when_a_later_level_completes_first(
     elsewhere) escalates it directly: new is in T2's from-states."""
     alert = await walker.ingest("leak")
     member = TimerMember(alert.id, 1, 1, 0)
-    flush = Flush(f"~{alert.id}|1.0", clock.now, ((member, alert),))
+    flush = await walker.batch(member, alert, clock.now)
     [(moved, rule)] = await walker.complete(flush)
     assert (moved.state, rule, moved.escalation_level) == (State.ESCALATED, "T2", 1)
+
+
+async def test_completing_a_batch_again_changes_nothing(walker: Walker, clock: FakeClock) -> None:
+    """The engine retries a complete whose reply a Redis blip lost: the second call finds
+    the members no longer pending and leaves the alerts (and their history) alone."""
+    alert = await walker.ingest("leak")
+    [flush] = await walker.claim()
+    [(moved, rule)] = await walker.complete(flush)
+    assert (moved.state, rule) == (State.ACTIVE, "T1")
+    before = await walker.alerts.redis.hgetall(walker.keys.alert(alert.id))
+    assert await walker.complete(flush) == []
+    assert await walker.alerts.redis.hgetall(walker.keys.alert(alert.id)) == before
 
 
 async def into_state(walker: Walker, clock: FakeClock, state: State) -> AlertRecord:
@@ -158,7 +176,7 @@ async def test_completing_a_level_follows_the_table(
     and an alert that must not be paged (acknowledged, resolved) is not touched at all."""
     alert = await into_state(walker, clock, state)
     member = TimerMember(alert.id, alert.epoch, level, 0)
-    flush = Flush(f"~{alert.id}|{level}.0", clock.now, ((member, alert),))
+    flush = await walker.batch(member, alert, clock.now)
     moved = await walker.complete(flush)
     after = await walker.alert(alert.id)
     expected = next_state("activate" if level == 0 else "escalate", state)

@@ -12,6 +12,10 @@
 -- at this level is recorded, and the flush is removed, or rescheduled one digest
 -- interval later when alerts joined the batch meanwhile.
 --
+-- Safe to repeat: a member no longer pending in the batch was completed by an earlier
+-- call whose reply was lost (the engine retries a call a Redis blip failed), or pruned
+-- as no longer pageable; either way it is skipped.
+--
 -- Returns a JSON list of {alert, rule} for the alerts it moved (alert as in ingest.lua;
 -- cjson writes an empty list as `{}`).
 
@@ -24,11 +28,11 @@ local out = {}
 for i = 0, n - 1 do
   local member = ARGV[6 + i * 4]
   local next_level, next_round, next_due = ARGV[7 + i * 4], ARGV[8 + i * 4], ARGV[9 + i * 4]
-  redis.call('SREM', k('pend', fkey), member)
+  local pending = redis.call('SREM', k('pend', fkey), member) == 1
   local p = split(member, '|')
   local id, level = p[1], tonumber(p[3])
   local a = redis.call('HMGET', k('alert', id), 'state', 'epoch', 'escalation_level')
-  if a[1] and PAGEABLE[a[1]] and a[2] == p[2] then
+  if pending and a[1] and PAGEABLE[a[1]] and a[2] == p[2] then
     local action = 'escalate'
     if level == 0 then action = 'activate' end
     local to, rule = transition(id, action, now, cfg.retention,
