@@ -66,8 +66,13 @@ class Service:
         self.store = AlertStore(self.redis, self.keys, settings.alerts, clock)
         self.queue: asyncio.Queue[Inbound] = asyncio.Queue()
         resolve = resolver or static_resolver(settings.mqtt)
+        self.broker_outage = Outage("MQTT broker")
         self.outbound = OutboundLink(
-            settings.mqtt, resolve, self.topics.status, self._outbound_connected
+            settings.mqtt,
+            resolve,
+            self.topics.status,
+            self._outbound_connected,
+            outage=self.broker_outage,
         )
         self.inbound = InboundLink(
             settings.mqtt,
@@ -76,7 +81,10 @@ class Service:
             self.queue,
             self._inbound_changed,
             after=self.outbound.connected,
-            sessions=BrokerSessions(self.redis, self.keys, settings.mqtt.client_id),
+            sessions=BrokerSessions(
+                self.redis, self.keys, settings.mqtt.client_id, self.redis_outage
+            ),
+            outage=self.broker_outage,
         )
         self.publisher = StatePublisher(
             self.topics, self.store, self.outbound.publish, clock, self.redis_outage
@@ -97,6 +105,8 @@ class Service:
         self.ready = asyncio.Event()
         self._beat_now = asyncio.Event()  # a connection changed: tell `health` at once
         self.redis_ok = False
+        self._background: set[asyncio.Task[None]] = set()
+        self.holding = 0  # messages the pipeline holds (not acknowledged) while Redis is away
         # Set on any Redis failure: a script may have committed and lost its reply, so
         # its state change never reached MQTT. The heartbeat resyncs once Redis is back.
         self._redis_lost = False
@@ -212,6 +222,14 @@ class Service:
             # reached MQTT: the heartbeat resyncs once Redis is back.
             self.redis_ok = False
             self._redis_lost = True
+            # The connections idle in the pool died with Redis; one used before its
+            # health check is due would fail a call after Redis is back. Closed now, each
+            # is reconnected on its next use.
+            task = asyncio.get_running_loop().create_task(
+                self.redis.connection_pool.disconnect(inuse_connections=False)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         self._beat_now.set()
 
     # -- connection events
@@ -253,6 +271,7 @@ class Service:
                 try:
                     await self.ingest.handle(batch, ack)
                     backoff.reset()
+                    self.holding = 0
                     self.redis_outage.ok()
                     break
                 except (RedisError, OSError) as err:
@@ -262,6 +281,7 @@ class Service:
                     batch = [_as_retry(m) for m in batch if id(m) not in acked]
                     # Ids of freed messages can be reused by the next copies: start over.
                     acked.clear()
+                    self.holding = len(batch)
                     self.redis_outage.failed(err, f"pipeline, holding {len(batch)} messages")
                     await asyncio.sleep(backoff.next_delay())
 
@@ -304,7 +324,7 @@ class Service:
             self.redis_ok = True
             if self._redis_lost and self.outbound.connected.is_set():
                 self._redis_lost = False
-                _LOGGER.info("Redis is back: republishing state")
+                _LOGGER.info("republishing retained state from Redis after the outage")
                 await self.publisher.resync()
             with suppress(TimeoutError):
                 async with asyncio.timeout(HEARTBEAT_INTERVAL):

@@ -23,7 +23,11 @@ def add_escalation(service: Service) -> EscalationEngine:
     settings = service.settings
     channels = create_channels(
         settings.channels,
-        ChannelContext(publish=service.outbound.publish, base_topic=settings.mqtt.base_topic),
+        # Notifications wait for the broker's PUBACK: one that did not reach it is `failed`
+        # (and retried), never reported `sent`.
+        ChannelContext(
+            publish=service.outbound.publish_confirmed, base_topic=settings.mqtt.base_topic
+        ),
     )
     templates = settings.templates
     renderer = TemplateRenderer(

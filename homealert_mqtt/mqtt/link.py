@@ -30,8 +30,19 @@ from homealert_mqtt.mqtt.paho_speedups import (
     lean_publisher,
     lean_publishes,
 )
+from homealert_mqtt.transient import Outage
 
 _LOGGER = logging.getLogger(__name__)
+
+
+class BrokerUnavailableError(ConnectionError):
+    """A message did not reach the broker: the link was down, or dropped before the
+    broker acknowledged it. Worth retrying once the link is back."""
+
+
+class BrokerRefusedError(Exception):
+    """The broker acknowledged a publish with an MQTT 5 failure reason code (an ACL)."""
+
 
 # Publishes awaiting their PUBACK before publish() waits: at most the broker's Receive
 # Maximum (Mosquitto's max_inflight_messages). Counted here, not by paho, whose own
@@ -95,8 +106,10 @@ class InboundLink:
         *,
         after: asyncio.Event | None = None,
         sessions: Sessions | None = None,
+        outage: Outage | None = None,
     ) -> None:
         self._settings = settings
+        self._outage = outage or Outage("MQTT broker")
         self._sessions = sessions
         self._session = 0
         self._session_present = False
@@ -157,6 +170,7 @@ class InboundLink:
                         self._session = await self._sessions.fresh(self._session)
                     await self._subscribe(client)
                     backoff.reset()
+                    self._outage.ok()
                     self.connected.set()
                     _LOGGER.info(
                         "receiving alerts from %s:%s as %r",
@@ -168,13 +182,7 @@ class InboundLink:
                     await _wait_disconnected(client)
             except aiomqtt.MqttError as err:
                 delay = backoff.next_delay()
-                _LOGGER.warning(
-                    "MQTT broker %s:%s unavailable (%s); retrying in %.1f s",
-                    address.host,
-                    address.port,
-                    err,
-                    delay,
-                )
+                self._outage.failed(err, f"receiving, {address.host}:{address.port}")
                 self._mark_down()
                 await self._on_subscribed(False)
                 await asyncio.sleep(delay)
@@ -303,8 +311,10 @@ class OutboundLink:
         resolve: Resolver,
         status_topic: str,
         on_connected: Callable[[], Awaitable[None]],
+        outage: Outage | None = None,
     ) -> None:
         self._settings = settings
+        self._outage = outage or Outage("MQTT broker")
         self._resolve = resolve
         self._status_topic = status_topic
         self._on_connected = on_connected
@@ -314,6 +324,57 @@ class OutboundLink:
         self._unacked: set[int] = set()  # message ids of our publishes awaiting a PUBACK
         self._room = asyncio.Event()
         self._lean_publish: Publish | None = None
+        # Publishes whose caller waits for the broker's PUBACK (notifications), by the
+        # message id of the current connection; failed when that connection drops.
+        self._confirming: dict[int, asyncio.Future[int]] = {}
+
+    async def publish_confirmed(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Publish and wait until the broker has it (its PUBACK), for a message that
+        must not be reported delivered when it was not: a notification. Raises
+        BrokerUnavailableError when the link is down or drops first, and
+        BrokerRefusedError when the broker refuses it."""
+        client = self._client
+        while client is not None and len(self._unacked) >= OUTBOUND_INFLIGHT:
+            self._room.clear()
+            await self._room.wait()
+            client = self._client
+        if client is None:
+            raise BrokerUnavailableError("not connected to the MQTT broker")
+        if self._lean_publish is not None:
+            mid = self._lean_publish(topic, payload, retain)
+        else:
+            info = client._client.publish(topic, payload, qos=1, retain=retain)  # noqa: SLF001
+            if info.rc != paho.MQTT_ERR_SUCCESS:
+                raise BrokerUnavailableError(f"publish failed: {paho.error_string(info.rc)}")
+            mid = info.mid
+        self._unacked.add(mid)
+        # Registered before the event loop runs again: the PUBACK cannot come earlier.
+        confirmed = asyncio.get_running_loop().create_future()
+        self._confirming[mid] = confirmed
+        try:
+            reason = await confirmed
+        finally:
+            if self._confirming.get(mid) is confirmed:
+                del self._confirming[mid]
+        if reason >= 0x80:
+            raise BrokerRefusedError(f"the broker refused it (MQTT 5 reason code 0x{reason:02x})")
+
+    def _settle_confirmed(self, mid: int, reason: int) -> None:
+        confirmed = self._confirming.pop(mid, None)
+        if confirmed is not None and not confirmed.done():
+            confirmed.set_result(reason)
+
+    def _fail_confirmed(self) -> None:
+        """The connection is gone: what it had not acknowledged may never reach the
+        broker, and those callers must hear so (they retry on the next connection)."""
+        waiting, self._confirming = self._confirming, {}
+        for confirmed in waiting.values():
+            if not confirmed.done():
+                confirmed.set_exception(
+                    BrokerUnavailableError("connection to the MQTT broker lost before its PUBACK")
+                )
 
     async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Hand a message to the connection without waiting for its PUBACK: the broker
@@ -354,6 +415,7 @@ class OutboundLink:
             self._unacked.discard(mid)
             if len(self._unacked) < OUTBOUND_INFLIGHT // 2:
                 self._room.set()
+            self._settle_confirmed(mid, reason)
             confirmation = pending.pop(mid, None)
             if confirmation is not None:
                 confirmation.set()
@@ -383,17 +445,12 @@ class OutboundLink:
                 async with _connected(client):
                     self._client = client
                     self.connected.set()
+                    self._outage.ok()
                     backoff.reset()
                     await _until_disconnected(client, self._on_connected())
             except aiomqtt.MqttError as err:
                 delay = backoff.next_delay()
-                _LOGGER.warning(
-                    "MQTT broker %s:%s unavailable for publishing (%s); retrying in %.1f s",
-                    address.host,
-                    address.port,
-                    err,
-                    delay,
-                )
+                self._outage.failed(err, f"publishing, {address.host}:{address.port}")
                 self._client = None
                 self.connected.clear()
                 _release_pending_publishes(client)
@@ -402,6 +459,7 @@ class OutboundLink:
                 self._client = None
                 self.connected.clear()
                 _release_pending_publishes(client)
+                self._fail_confirmed()
                 self._room.set()  # a publish waiting for room sees that the link is down
 
     async def close(self) -> None:

@@ -1,7 +1,9 @@
 """MQTT channel: the rendered notification as JSON on `<base>/notify/<recipient>`.
 
 Needs no credentials (it uses the service's own broker connection), which makes it the
-natural channel for Home Assistant automations; enabled by default.
+natural channel for Home Assistant automations; enabled by default. A notification counts
+as sent once the broker acknowledged it (PUBACK); while the broker is away it fails,
+retryably, like any other channel whose server is down.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import aiomqtt
 import voluptuous as vol
 
+from homealert_mqtt.mqtt.link import BrokerRefusedError
 from homealert_mqtt.notify.base import (
     TIMEOUT,
     ChannelContext,
@@ -79,7 +82,11 @@ class MqttChannel:
         try:
             async with asyncio.timeout(self._config.timeout):
                 await self._publish(topic, payload, QOS, False)
-        except (aiomqtt.MqttError, OSError, TimeoutError) as err:
+        except BrokerRefusedError as err:
+            raise DeliveryError(f"mqtt: {err}", retryable=False) from err
+        except TimeoutError as err:
+            raise DeliveryError("mqtt: no PUBACK from the broker in time", retryable=True) from err
+        except (aiomqtt.MqttError, OSError) as err:
             # A lost broker connection comes back; the engine retries later.
             raise DeliveryError(f"mqtt: {type(err).__name__}: {err}", retryable=True) from err
 

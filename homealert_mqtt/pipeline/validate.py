@@ -149,7 +149,10 @@ def _build(data: dict[str, Any], topic_source: str | None) -> Parsed:
     if explicit is not None and not _PRIORITY.match(explicit):
         raise Rejected(f"priority must be P1..P5, got {explicit!r}")
 
-    status = (_optional_str(data, "status", 16) or "firing").lower()
+    # Only a missing status means firing: an empty one is as malformed as "maybe", and a
+    # device that meant "resolved" must hear so rather than page the house.
+    given = _optional_str(data, "status", 16)
+    status = "firing" if given is None else given.lower()
     if status not in STATUSES:
         raise Rejected(f"status must be firing or resolved, got {data['status']!r}")
 

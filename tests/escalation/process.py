@@ -79,8 +79,8 @@ async def wait_online(probe: Probe, after: int, service: ServiceProcess) -> floa
 class Arrival:
     at: float  # wall clock, seconds
     path: str
-    to: str
-    body: str
+    to: str  # Twilio's To, Slack's channel
+    body: str  # SMS Body, a call's Twiml, Slack's text
 
 
 @dataclass
@@ -91,10 +91,14 @@ class TimedRecorder(HttpRecorder):
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         at = time.time()
-        form: dict[str, str] = {}
+        to = body = ""
         if request.content_type == "application/x-www-form-urlencoded":
             form = {k: str(v) for k, v in (await request.post()).items()}  # cached for super
-        self.arrivals.append(Arrival(at, request.path, form.get("To", ""), form.get("Body", "")))
+            to, body = form.get("To", ""), form.get("Body", form.get("Twiml", ""))
+        elif request.content_type == "application/json":
+            data = await request.json()  # the body is cached for super
+            to, body = str(data.get("channel", "")), str(data.get("text", ""))
+        self.arrivals.append(Arrival(at, request.path, to, body))
         return await super().handle(request)
 
     def sms(self, to: str | None = None) -> list[Arrival]:

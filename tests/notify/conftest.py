@@ -15,6 +15,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -120,6 +121,7 @@ class SmtpRecorder:
     # recipient -> SMTP answer to RCPT TO, e.g. "550 5.1.1 no such user"
     refuse: dict[str, str] = field(default_factory=dict)
     accepted: str = "s3cret-pass"  # the one password the server accepts
+    received_at: list[float] = field(default_factory=list)  # wall clock, one per message
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
@@ -138,6 +140,7 @@ class SmtpRecorder:
         with self._lock:
             self.messages.append(parsed)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            self.received_at.append(time.time())
         return "250 Message accepted"
 
     def authenticate(

@@ -58,6 +58,8 @@ def assert_contract(alert: IncomingAlert, data: dict[str, Any], topic_source: st
     assert isinstance(alert.message, str)
     assert len(alert.message) <= MAX_MESSAGE_CHARS
     assert alert.status in ("firing", "resolved")
+    given = data.get("status")
+    assert alert.status == ("firing" if given is None else given.lower())
     assert alert.dedup_key is None or 0 < len(alert.dedup_key) <= 255
     assert isinstance(alert.attributes, dict)
     # Echoed in state: strict JSON, UTF-8, within the limits.
@@ -129,6 +131,8 @@ def test_naive_timestamp_is_utc() -> None:
         ({"source": "a", "type": "b", "timestamp": 1_700_000_000}, "ISO 8601"),
         ({"source": "a", "type": "b", "dedup_key": ""}, "must not be empty"),
         ({"source": "a", "type": "b", "status": 1}, "status must be a string"),
+        ({"source": "a", "type": "b", "status": ""}, "status must be firing or resolved"),
+        ({"source": "a", "type": "b", "status": "  "}, "status must be firing or resolved"),
         ({"source": "a", "type": "b", "severity": "x" * 33}, "over the limit"),
         ({"type": "b"}, "source is required"),
     ],
@@ -207,7 +211,7 @@ field_values = {
     | anything,
     "priority": st.sampled_from(["P1", "p3", "P5", "P0", "P9", "high"]) | anything,
     "message": st.text(max_size=1100) | anything,
-    "status": st.sampled_from(["firing", "resolved", "Resolved", "maybe"]) | anything,
+    "status": st.sampled_from(["firing", "resolved", "Resolved", "maybe", ""]) | anything,
     "dedup_key": st.text(max_size=300) | anything,
     "attributes": st.dictionaries(st.text(max_size=10), json_values, max_size=6) | anything,
     "timestamp": st.sampled_from(
