@@ -34,6 +34,9 @@ def configure_logging(level: str) -> None:
     # clients log to "mqtt" unless given a logger.)
     logging.getLogger("aiomqtt").setLevel(logging.CRITICAL)
     logging.getLogger("mqtt").setLevel(logging.CRITICAL)
+    # twilio logs every request's headers at INFO (nine lines an SMS): a storm would
+    # bury the lines that matter. The delivery log (`show <id>`) has each attempt.
+    logging.getLogger("twilio").setLevel(max(logging.WARNING, logging.root.level))
 
 
 def run(args: argparse.Namespace, settings: Settings | None) -> int:

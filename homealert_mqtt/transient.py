@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 REMIND_SECONDS = 60.0  # while a dependency stays away, one reminder per this
 RETRY_INITIAL = 0.05  # first retry of an operation a blip broke: milliseconds, not a lease
-RETRY_CAP = 2.0  # and never longer than this between two tries
+RETRY_CAP = 1.0  # and never longer than this between two tries
 
 
 def is_transient(err: BaseException) -> bool:
