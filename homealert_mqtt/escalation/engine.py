@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from homealert_mqtt.clock import Clock
@@ -69,6 +71,7 @@ class EscalationEngine:
         self.outage = outage or delivery.outage
         self.concurrency = settings.concurrency
         self._busy: set[str] = set()
+        self._claim_token = ""  # the last claim_flush call's, for Redis to forget
 
     async def run(self) -> None:
         # Polled, not woken per alert: a burst costs a few passes, and a pass with
@@ -92,18 +95,25 @@ class EscalationEngine:
                 await self._sleep(first, now)
 
     async def _pass(self, tasks: asyncio.TaskGroup) -> tuple[int | None, int]:
-        heads = await self.store.queue_heads()
+        # Each call is retried in place; a claim is retried with the same token, so a
+        # reply lost with a connection hands back what it claimed instead of leaving
+        # it claimed by nobody until its lease.
+        heads = await self._redis(self.store.queue_heads)
         now = self.clock()
         lease_ms = self.delivery.leases.claim_ms  # see delivery.Leases
         if due(heads.timers, now):
-            await self.store.schedule_due(self.digest_ms)
+            await self._redis(lambda: self.store.schedule_due(self.digest_ms))
         if due(heads.timers, now) or due(heads.flushes, now):
             await self._claim_flushes(tasks, lease_ms)
         if due(heads.notices, now):
-            for alert_id, epoch in await self.store.claim_notices(lease_ms):
+            token = secrets.token_hex(8)
+            notices = await self._redis(lambda: self.store.claim_notices(lease_ms, token=token))
+            for alert_id, epoch in notices:
                 self._spawn(tasks, f"notice:{alert_id}", self._notice(alert_id, epoch))
         if due(heads.deferred, now):
-            for channel, recipient in await self.store.claim_deferred(lease_ms):
+            token = secrets.token_hex(8)
+            held = await self._redis(lambda: self.store.claim_deferred(lease_ms, token=token))
+            for channel, recipient in held:
                 self._spawn(
                     tasks,
                     f"deferred:{channel}:{recipient}",
@@ -122,7 +132,12 @@ class EscalationEngine:
         # than there are free slots: what this replica cannot start now stays due in
         # Redis, for another replica or for this one's next pass.
         while (limit := min(CHUNK, self.free_slots)) > 0:
-            claimed = await self.store.claim_flushes(lease_ms, limit=limit)
+            token, previous = secrets.token_hex(8), self._claim_token
+            claim = partial(
+                self.store.claim_flushes, lease_ms, limit=limit, token=token, previous=previous
+            )
+            claimed = await self._redis(claim)
+            self._claim_token = token
             quiet = []
             for flush in claimed:
                 if self._targets(flush):

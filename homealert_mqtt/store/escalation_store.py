@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,9 +102,15 @@ class EscalationStore:
         )
         return int(moved)
 
-    async def claim_flushes(self, lease_ms: int, limit: int = 100) -> list[Flush]:
+    async def claim_flushes(
+        self, lease_ms: int, limit: int = 100, *, token: str = "", previous: str = ""
+    ) -> list[Flush]:
+        """Due batches, each leased to the caller. The same `token` again returns the
+        same batches (a retry after a lost reply); `previous`, the caller's last token,
+        lets Redis forget that reply."""
         raw = await self.scripts.claim_flush(
-            keys=[self.keys.prefix], args=[self.clock(), lease_ms, limit]
+            keys=[self.keys.prefix],
+            args=[self.clock(), lease_ms, limit, token or secrets.token_hex(8), previous],
         )
         flushes = []
         for batch in json.loads(raw):  # `{}` when empty, as every list from the scripts
@@ -218,18 +225,17 @@ class EscalationStore:
         return sorted((p[0], p[1]) for p in pairs if len(p) == 2)
 
     # -- resolved notices
-    async def _claim_due(self, queue: str, lease_ms: int, limit: int) -> list[str]:
-        """Due members of `queue`, each claimed by a lease key (SET NX) so that one
-        replica handles it; a claim of a process that died expires with its lease."""
-        due = await self.redis.zrangebyscore(queue, "-inf", self.clock(), start=0, num=limit)
-        claimed = []
-        for member in due:
-            text = as_str(member)
-            if await self.redis.set(
-                self.keys.delivery("claim", queue, text), 1, nx=True, px=lease_ms
-            ):
-                claimed.append(text)
-        return claimed
+    async def _claim_due(self, queue: str, lease_ms: int, limit: int, token: str) -> list[str]:
+        """Due members of `queue`, each claimed by a lease key (reserve.lua) so that one
+        replica handles it; a claim of a process that died expires with its lease. The
+        same `token` again finds its own claims (a retry after a lost reply)."""
+        due = [
+            as_str(m)
+            for m in await self.redis.zrangebyscore(queue, "-inf", self.clock(), start=0, num=limit)
+        ]
+        keys = [self.keys.delivery("claim", queue, text) for text in due]
+        owned = await self.reserve(keys, token, lease_ms)
+        return [text for text, ok in zip(due, owned, strict=True) if ok]
 
     async def _release(self, queue: str, member: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -237,9 +243,12 @@ class EscalationStore:
         pipe.delete(self.keys.delivery("claim", queue, member))
         await pipe.execute()
 
-    async def claim_notices(self, lease_ms: int, limit: int = 50) -> list[tuple[str, int]]:
+    async def claim_notices(
+        self, lease_ms: int, limit: int = 50, *, token: str = ""
+    ) -> list[tuple[str, int]]:
         claimed = []
-        for text in await self._claim_due(self.keys.notices, lease_ms, limit):
+        token = token or secrets.token_hex(8)
+        for text in await self._claim_due(self.keys.notices, lease_ms, limit, token):
             alert_id, epoch = text.split("|")
             claimed.append((alert_id, int(epoch)))
         return claimed
@@ -272,9 +281,12 @@ class EscalationStore:
         pipe.zadd(self.keys.deferred_queue, {f"{channel}\x1f{recipient}": reopen}, nx=True)
         await pipe.execute()
 
-    async def claim_deferred(self, lease_ms: int, limit: int = 50) -> list[tuple[str, str]]:
+    async def claim_deferred(
+        self, lease_ms: int, limit: int = 50, *, token: str = ""
+    ) -> list[tuple[str, str]]:
         claimed = []
-        for text in await self._claim_due(self.keys.deferred_queue, lease_ms, limit):
+        token = token or secrets.token_hex(8)
+        for text in await self._claim_due(self.keys.deferred_queue, lease_ms, limit, token):
             channel, recipient = text.split("\x1f", 1)
             claimed.append((channel, recipient))
         return claimed

@@ -93,6 +93,9 @@ class Keys:
     def pending(self, flush_key: str) -> str:
         return self._k("pend", flush_key)  # set: timer members waiting for that flush
 
+    def claimed(self, token: str) -> str:
+        return self._k("claimed", token)  # string with TTL: a claim_flush reply, to repeat
+
     def group_sent(self, group_key: str) -> str:
         return self._k("gsent", group_key)  # hash: "<level>.<round>" -> last notified (ms)
 

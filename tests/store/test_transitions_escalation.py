@@ -318,3 +318,24 @@ async def test_an_old_epochs_batch_whose_sender_died_comes_back_without_it(
     [(moved, rule)] = await walker.complete(flush)
     assert (moved.state, rule, moved.epoch) == (State.ACTIVE, "T1", 2)
     assert await walker.claim() == []
+
+
+FIRST, OTHER, NEXT = "call-1", "another-replica", "call-2"  # claim tokens
+
+
+async def test_a_claim_asked_again_with_its_token_gets_its_batches_back(
+    walker: Walker, clock: FakeClock
+) -> None:
+    """The engine retries a claim whose reply a Redis blip lost with the same token: it
+    gets the batches it took, which nobody else can take until the lease runs out."""
+    alert = await walker.ingest("leak")
+    await walker.store.schedule_due(DIGEST_MS)
+    [first] = await walker.store.claim_flushes(LEASE_MS, token=FIRST)
+    assert await walker.store.claim_flushes(LEASE_MS, token=OTHER) == []
+    [again] = await walker.store.claim_flushes(LEASE_MS, token=FIRST)
+    assert again.key == first.key
+    assert [a.id for _, a in again.steps] == [alert.id]
+    # The caller's next call lets Redis forget the first reply.
+    assert await walker.store.claim_flushes(LEASE_MS, token=NEXT, previous=FIRST) == []
+    assert not await walker.alerts.redis.exists(walker.keys.claimed(FIRST))
+    assert await walker.store.claim_flushes(LEASE_MS, token=FIRST) == []

@@ -2,6 +2,7 @@
 --
 -- KEYS[1]  key prefix with hash tag
 -- ARGV[1]  now (epoch ms)   ARGV[2] lease (ms)   ARGV[3] batch limit
+-- ARGV[4]  this call's token   ARGV[5] the token of the caller's previous call ('' none)
 --
 -- A claimed flush is pushed `lease` into the future instead of removed: if the process
 -- that claimed it dies, it becomes due again and whoever is alive sends it (delivery
@@ -10,6 +11,19 @@
 -- Returns a JSON list of {key, due (ms), members = {timer members}, alerts = {alert...}}
 -- (alerts as in ingest.lua, one per member); members whose alert is no longer pageable
 -- are dropped from the batch. cjson writes an empty list as `{}`.
+--
+-- Safe to repeat: a reply that claimed something is kept under the call's token (until
+-- the caller's next call, or the lease), and the same call again gets it back. Without
+-- that, a reply lost with a connection would leave its batches claimed by nobody until
+-- the lease ran out, and a Redis blip would cost a page its 90 s.
+
+if ARGV[5] ~= '' then
+  redis.call('DEL', k('claimed', ARGV[5]))
+end
+local again = redis.call('GET', k('claimed', ARGV[4]))
+if again then
+  return again
+end
 
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
@@ -36,4 +50,8 @@ for i = 1, #due, 2 do
     out[#out + 1] = {key = fkey, due = score, members = members, alerts = alerts}
   end
 end
-return cjson.encode(out)
+local reply = cjson.encode(out)
+if #out > 0 then
+  redis.call('SET', k('claimed', ARGV[4]), reply, 'PX', lease)
+end
+return reply
