@@ -25,7 +25,7 @@ from tests.escalation.process import (  # noqa: F401 - fixture, by name
 )
 from tests.notify.conftest import serving
 from tests.probe import Probe
-from tests.servers import RedisServer
+from tests.servers import MosquittoServer, RedisServer
 
 pytestmark = pytest.mark.slow
 
@@ -188,3 +188,32 @@ async def test_a_redis_outage_is_a_handful_of_log_lines(
     assert not [line for line in lines if "Traceback" in line], "\n".join(lines)
     assert any("Redis is back" in line for line in lines), "\n".join(lines)
     print(f"{outage} s outage: {len(lines)} log lines")
+
+
+async def test_a_broker_outage_is_a_handful_of_log_lines(
+    make_settings: Callable[..., Settings], tmp_path: Path, unique: str
+) -> None:
+    broker = MosquittoServer(tmp_path / "mosquitto").start()
+    try:
+        make_settings(mqtt_url=broker.url)  # writes config.yaml
+        with service_process(tmp_path / "config.yaml", tmp_path / "service.log") as service:
+            async with Probe(broker.port, f"t{unique}") as probe:
+                await wait_online(probe, 0, service)
+            before = len(service.log().splitlines())
+            broker.stop()
+            await asyncio.sleep(10)
+            broker.start()
+            async with Probe(broker.port, f"t{unique}") as probe:
+                await probe.wait_for(
+                    f"t{unique}/status", lambda s: s.payload == b"online", timeout=40
+                )
+                await probe.alert(source="after", type="outage", severity="critical")
+                await probe.wait_events("created", 1)
+            lines = service.log().splitlines()[before:]
+    finally:
+        broker.stop()
+    assert len(lines) < 20, "\n".join(lines)
+    assert not [line for line in lines if "Traceback" in line], "\n".join(lines)
+    assert [line for line in lines if "MQTT broker unavailable" in line], "\n".join(lines)
+    assert [line for line in lines if "MQTT broker is back" in line], "\n".join(lines)
+    print(f"10 s broker outage: {len(lines)} log lines")
