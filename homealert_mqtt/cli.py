@@ -20,17 +20,42 @@ DEFAULT_DATA_DIR = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/s
 )
 
 
+# Every variable the service itself reads (a config file can read more with !env_var).
+ENVIRONMENT = (
+    ("HOMEALERT_MQTT_URL", "the broker, mqtt[s]://[user:pass@]host:port; beats mqtt.url"),
+    ("HOMEALERT_REDIS_URL", "Redis, redis[s]://[:pass@]host:port/db; beats redis.url"),
+    (
+        "HOMEALERT_EMBEDDED_BROKER",
+        "run --embedded: mosquitto or iotcore (default: the first found)",
+    ),
+)
+
+
+def _epilog() -> str:
+    width = max(len(name) for name, _ in ENVIRONMENT)
+    lines = [f"  {name.ljust(width)}  {text}" for name, text in ENVIRONMENT]
+    return "environment variables:\n" + "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="homealert-mqtt",
         description="An MQTT-native alert manager for the home: alerts in on MQTT, state in "
         "Redis, retained state and Home Assistant discovery out.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=_epilog(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         cmd.add_argument(
             "--config",
             metavar="PATH",

@@ -117,12 +117,14 @@ class CommandHandler:
     async def _publish(self, result: CommandResult) -> None:
         if result.alert is None:
             return
+        acked = result.outcome == "acknowledged"
+        who = result.alert.acknowledged_by if acked else result.alert.resolved_by
         _LOGGER.info(
             "alert %s %s by %s (rule %s)",
             result.alert.id,
             result.outcome,
-            result.alert.acknowledged_by or result.alert.resolved_by or "nobody named",
-            "T3" if result.outcome == "acknowledged" else "T4",
+            who or "nobody named",
+            "T3" if acked else "T4",
         )
         await self.publisher.alert(result.alert, (result.outcome,))
         if result.group is not None:

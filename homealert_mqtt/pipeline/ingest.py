@@ -216,9 +216,27 @@ class Ingest:
         alert: AlertRecord | None = result.alert
         if alert is None:
             return
+        _log_outcome(result.outcome, alert)
         await self.publisher.alert(alert, result.events)
         if result.group is not None:
             await self.publisher.group(result.group)
+
+
+def _log_outcome(outcome: str, alert: AlertRecord) -> None:
+    """A line per alert opened or closed (repeats are counted, not logged: a flapping
+    sensor would flood the log)."""
+    if outcome in ("created", "reopened"):
+        _LOGGER.info(
+            "alert %s %s: %s %s from %s (%s)",
+            alert.id,
+            outcome,
+            alert.priority.value,
+            alert.type,
+            alert.source,
+            alert.message[:80],
+        )
+    elif outcome == "resolved":
+        _LOGGER.info("alert %s resolved by %s (a resolved message)", alert.id, alert.resolved_by)
 
 
 class _Flow:

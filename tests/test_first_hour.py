@@ -1,0 +1,85 @@
+"""What a newcomer meets in the first hour (issue 13): the help, the logs, the README's
+commands, the licence, what the defaults notify and which channels they disable."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import tomllib
+
+import pytest
+
+from tests.probe import Probe
+from tests.test_cli import cli
+from tests.waits import ROOT
+
+
+async def test_help_lists_every_environment_variable_the_service_reads() -> None:
+    read = set()
+    for path in (ROOT / "homealert_mqtt").rglob("*.py"):
+        read |= set(re.findall(r"\"(HOMEALERT_[A-Z_]+)\"", path.read_text()))
+    assert {"HOMEALERT_MQTT_URL", "HOMEALERT_REDIS_URL", "HOMEALERT_EMBEDDED_BROKER"} <= read
+    top, run = await asyncio.gather(cli("--help"), cli("run", "--help"))
+    for result in (top, run):
+        assert result.code == 0, result.text
+        assert "environment variables:" in result.out
+        for name in read:
+            assert name in result.out, name
+
+
+def _commands(text: str) -> list[str]:
+    """Shell lines that run docker (a leading `# ` stripped, trailing comments kept off)."""
+    found = []
+    for raw in text.splitlines():
+        line = raw.strip().removeprefix("#").strip()
+        if line.startswith(("cp docker/", "docker compose")):
+            found.append(line.split("  #")[0].split(" #")[0].strip())
+    return found
+
+
+def test_readme_and_compose_header_give_the_same_docker_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Running it for real (docker)", 1)[1].split("\n## ", 1)[0]
+    header = (ROOT / "docker/docker-compose.yml").read_text().split("\nname:", 1)[0]
+    assert _commands(section) == _commands(header)
+    assert _commands(section) == [
+        "cp docker/.env.example docker/.env",
+        "docker compose -f docker/docker-compose.yml up -d --build",
+    ]
+
+
+def test_licence_file_matches_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "Apache-2.0"}
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text
+    assert "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+
+
+async def test_creation_and_resolution_are_logged_with_who_resolved(
+    make_settings, start_service, probe: Probe, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="homealert_mqtt")
+    await start_service(make_settings())
+    await probe.alert(source="basement", type="water_leak", severity="critical", message="Wet")
+    await probe.alert(source="nas", type="disk_space", severity="low", message="Full")
+    created = await probe.wait_events("created", 2)
+    ids = {e["source"]: e["id"] for e in created}
+    # One acknowledged by anna, then resolved by bob: the log must name bob, not anna.
+    await probe.publish(f"{probe.base}/alert/{ids['basement']}/ack", b"anna")
+    await probe.state(ids["basement"], lambda s: s["state"] == "acknowledged")
+    await probe.publish(f"{probe.base}/alert/{ids['basement']}/resolve", b"bob")
+    await probe.state(ids["basement"], lambda s: s["state"] == "resolved")
+    await probe.alert(source="nas", type="disk_space", severity="low", status="resolved")
+    await probe.state(ids["nas"], lambda s: s["state"] == "resolved")
+
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any(
+        line.startswith(f"alert {ids['basement']} created: P1 water_leak from basement")
+        for line in lines
+    ), lines
+    assert any(line.startswith(f"alert {ids['nas']} created: P4") for line in lines), lines
+    assert f"alert {ids['basement']} resolved by bob (rule T4)" in lines, lines
+    assert any(line.startswith(f"alert {ids['nas']} resolved by nas") for line in lines), lines
