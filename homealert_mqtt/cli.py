@@ -13,6 +13,7 @@ from pathlib import Path
 
 from homealert_mqtt import __version__
 from homealert_mqtt.config import ConfigError, load_config
+from homealert_mqtt.notify.registry import CHANNEL_SCHEMAS, disabled_channels, summary
 
 _LOGGER = logging.getLogger("homealert_mqtt")
 DEFAULT_DATA_DIR = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / (
@@ -141,6 +142,12 @@ def _check_config(path: str | None) -> int:
     where = path or "built-in defaults"
     broker = "auto (zeroconf)" if settings.mqtt.discover else settings.mqtt.safe_url()
     print(f"{where}: OK (broker {broker}, Redis {settings.redis.safe_url()})")
+    disabled = disabled_channels(settings.channels)
+    if disabled:
+        print("channels that will send nothing:")
+        for name, reason in disabled.items():
+            print(f"  {name}: {reason}")
+    print(summary(set(CHANNEL_SCHEMAS) - set(disabled)))
     return 0
 
 

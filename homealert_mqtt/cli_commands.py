@@ -83,6 +83,7 @@ Publish a test alert:
   mosquitto_pub -p {mqtt_port} -q 1 -t {base}/in -m \\
     '{{"source": "basement", "type": "water_leak", "severity": "critical", "message": "Water!"}}'
 See its retained state:   mosquitto_sub -p {mqtt_port} -t '{base}/#' -v
+Its notification (P1-P3): mosquitto_sub -p {mqtt_port} -t '{base}/notify/#' -v
 List open alerts:         homealert-mqtt alerts
 Acknowledge one:          homealert-mqtt ack <id> --by you
 (with other ports, set HOMEALERT_MQTT_URL=mqtt://127.0.0.1:{mqtt_port} and

@@ -7,9 +7,12 @@ import asyncio
 import logging
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.conftest import QUIET_CHANNELS
 from tests.probe import Probe
 from tests.test_cli import cli
 from tests.waits import ROOT
@@ -83,3 +86,62 @@ async def test_creation_and_resolution_are_logged_with_who_resolved(
     assert any(line.startswith(f"alert {ids['nas']} created: P4") for line in lines), lines
     assert f"alert {ids['basement']} resolved by bob (rule T4)" in lines, lines
     assert any(line.startswith(f"alert {ids['nas']} resolved by nas") for line in lines), lines
+
+
+# -- point 13: the tour notifies someone; placeholders are named ------------------------
+
+ALL_ON = {"channels": {name: {"enabled": True} for name in QUIET_CHANNELS}}
+
+
+async def test_the_tour_notifies_oncall_over_mqtt_without_credentials(
+    make_settings, start_service, probe: Probe, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="homealert_mqtt")
+    await start_service(make_settings(ALL_ON))  # every channel as shipped
+    await probe.alert(source="basement", type="water_leak", severity="critical", message="Wet")
+    note = await probe.wait_for(f"{probe.base}/notify/oncall")
+    assert note.json()["priority"] == "P1"
+    assert "Wet" in note.json()["text"]
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        "email is disabled: channels.email.password is still the example value "
+        "'your_password'" in line
+        for line in warnings
+    ), warnings
+    assert any(
+        line.startswith(
+            "notifications go out on mqtt only; email, slack, sms, phone will send nothing"
+        )
+        for line in warnings
+    ), warnings
+
+
+async def test_check_config_names_the_channels_placeholders_disable(tmp_path: Path) -> None:
+    config = tmp_path / "homealert.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "channels": {
+                    "email": {"password": "xxx"},
+                    "sms": {"account_sid": "AC-real-sid", "auth_token": "s3cret-token-9"},
+                    "phone": {"enabled": False},
+                }
+            }
+        )
+    )
+    result = await cli("check-config", "--config", str(config))
+    assert result.code == 0, result.text
+    lines = result.out.splitlines()
+    assert lines[1] == "channels that will send nothing:"
+    assert lines[2].startswith("  email: channels.email.password is still the example value 'xxx'")
+    assert lines[3].startswith(
+        "  slack: channels.slack.webhook_url is still the example value "
+        "'https://hooks.slack.com/services/xxx'"
+    )
+    assert lines[4] == "  phone: enabled: false"
+    assert (
+        lines[5] == "notifications go out on sms, mqtt only; email, slack, phone will send nothing"
+    )
+    assert "s3cret-token-9" not in result.text
+    assert "AC-real-sid" not in result.text

@@ -8,7 +8,8 @@ retries: it raises `DeliveryError` and says whether a retry could help, and the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -29,6 +30,10 @@ PLACEHOLDERS = frozenset(
         "https://hooks.slack.com/services/xxx",
     }
 )
+
+# Other "fill me in" shapes people copy from examples: your_api_key, xxx, changeme,
+# <token>, and a URL whose last path segment is one of them.
+_PLACEHOLDER_SHAPE = re.compile(r"^(your[_-][a-z_]+|x{3,}|change[_-]?me|<[^>]*>)$", re.IGNORECASE)
 
 # Seconds for one delivery; bounded so a typo cannot park a delivery for hours.
 TIMEOUT = vol.All(vol.Coerce(float), vol.Range(min=0.01, max=600))
@@ -97,13 +102,37 @@ class ChannelModule(Protocol):
 
     def create(self, section: dict[str, Any], ctx: ChannelContext) -> Channel | None: ...
 
+    def why_disabled(self, section: dict[str, Any]) -> str | None: ...
 
-def is_unset(value: object) -> bool:
-    """True for a missing, blank or seed-placeholder credential."""
-    if value is None:
-        return True
+
+def is_blank(value: object) -> bool:
+    return value is None or not str(value).strip()
+
+
+def is_placeholder(value: object) -> bool:
+    """True for an example value ("your_password", ".../services/xxx"), never a real one."""
     text = str(value).strip()
-    return not text or text in PLACEHOLDERS
+    last = text.rstrip("/").rsplit("/", 1)[-1]
+    return (
+        text in PLACEHOLDERS
+        or bool(_PLACEHOLDER_SHAPE.match(text or "-"))
+        or ("://" in text and bool(_PLACEHOLDER_SHAPE.match(last or "-")))
+    )
+
+
+def unset_reason(channel: str, section: Mapping[str, Any], keys: Iterable[str]) -> str | None:
+    """Why `keys` of `channels.<channel>` keep it from sending, in plain words; None when
+    each is set. Only example values are quoted: a real secret is never in the text."""
+    missing = [k for k in keys if is_blank(section[k])]
+    examples = [k for k in keys if not is_blank(section[k]) and is_placeholder(section[k])]
+    parts = []
+    if missing:
+        parts.append(f"no {', '.join(missing)} set (channels.{channel}.{missing[0]})")
+    for key in examples:
+        parts.append(f"channels.{channel}.{key} is still the example value {section[key]!r}")
+    if not parts:
+        return None
+    return "; ".join(parts) + f" (set real ones, or channels.{channel}.enabled: false)"
 
 
 def log_disabled(name: str, reason: str) -> None:

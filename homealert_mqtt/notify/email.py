@@ -18,9 +18,9 @@ from homealert_mqtt.notify.base import (
     ChannelContext,
     DeliveryError,
     Message,
-    is_unset,
     log_disabled,
     redact,
+    unset_reason,
 )
 
 NAME = "email"
@@ -80,16 +80,21 @@ class EmailConfig:
 def create(section: dict[str, Any], ctx: ChannelContext) -> EmailChannel | None:
     del ctx  # email needs nothing from the service
     section = SCHEMA(section)
-    if not section["enabled"]:
-        log_disabled(NAME, "enabled: false")
-        return None
-    if is_unset(section["smtp_server"]):
-        log_disabled(NAME, "no smtp_server")
-        return None
-    if section["username"] and is_unset(section["password"]):
-        log_disabled(NAME, "username set but no password")
+    if reason := why_disabled(section):
+        log_disabled(NAME, reason)
         return None
     return EmailChannel(EmailConfig.from_section(section))
+
+
+def why_disabled(section: dict[str, Any]) -> str | None:
+    """Why a validated section cannot send, or None when it can."""
+    if not section["enabled"]:
+        return "enabled: false"
+    if reason := unset_reason(NAME, section, ["smtp_server"]):
+        return reason
+    if section["username"]:  # no username: no AUTH, no password needed
+        return unset_reason(NAME, section, ["password"])
+    return None
 
 
 class EmailChannel:

@@ -45,10 +45,15 @@ class MqttConfig:
 
 def create(section: dict[str, Any], ctx: ChannelContext) -> MqttChannel | None:
     section = SCHEMA(section)
-    if not section["enabled"]:
-        log_disabled(NAME, "enabled: false")
+    if reason := why_disabled(section):
+        log_disabled(NAME, reason)
         return None
     return MqttChannel(MqttConfig(ctx.base_topic, section["timeout"]), ctx.publish)
+
+
+def why_disabled(section: dict[str, Any]) -> str | None:
+    """Why a validated section cannot send (it needs no credentials), or None."""
+    return None if section["enabled"] else "enabled: false"
 
 
 def notify_topic(base_topic: str, recipient: str) -> str:

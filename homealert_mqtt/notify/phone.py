@@ -32,10 +32,7 @@ SCHEMA = vol.Schema(
 def create(section: dict[str, Any], ctx: ChannelContext) -> PhoneChannel | None:
     del ctx
     section = SCHEMA(section)
-    if not section["enabled"]:
-        log_disabled(NAME, "enabled: false")
-        return None
-    if reason := missing_credentials(section):
+    if reason := why_disabled(section):
         log_disabled(NAME, reason)
         return None
     return PhoneChannel(TwilioConfig.from_section(section), section["voice_language"])
@@ -46,6 +43,13 @@ def twiml(text: str, language: str) -> str:
     response = VoiceResponse()
     response.say(text, language=language)
     return str(response)
+
+
+def why_disabled(section: dict[str, Any]) -> str | None:
+    """Why a validated section cannot send, or None when it can."""
+    if not section["enabled"]:
+        return "enabled: false"
+    return missing_credentials(NAME, section)
 
 
 class PhoneChannel:

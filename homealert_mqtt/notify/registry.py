@@ -41,7 +41,35 @@ def create_channels(channels_config: Mapping[str, Any], ctx: ChannelContext) -> 
         channel = module.create(dict(channels_config.get(name) or {}), ctx)
         if channel is not None:
             channels[name] = channel
+    if len(channels) == len(_MODULES):
+        _LOGGER.info("%s", summary(set(channels)))
+    else:
+        _LOGGER.warning(
+            "%s (why: the warnings above, or `homealert-mqtt check-config`)", summary(set(channels))
+        )
     return channels
+
+
+def summary(enabled: set[str]) -> str:
+    """One plain sentence: which channels notify people, which were left out."""
+    off = [name for name in _MODULES if name not in enabled]
+    on = [name for name in _MODULES if name in enabled]
+    if not on:
+        return "no notification channel can send: alerts are tracked, but nobody is notified"
+    if not off:
+        return f"notifications go out on {', '.join(on)}"
+    return f"notifications go out on {', '.join(on)} only; {', '.join(off)} will send nothing"
+
+
+def disabled_channels(channels_config: Mapping[str, Any]) -> dict[str, str]:
+    """Channel name -> why it will not send, for the channels that will not (what
+    create_channels warns about at start; check-config prints it beforehand)."""
+    reasons = {}
+    for name, module in _MODULES.items():
+        section = module.SCHEMA(dict(channels_config.get(name) or {}))
+        if reason := module.why_disabled(section):
+            reasons[name] = reason
+    return reasons
 
 
 async def close_channels(channels: Mapping[str, Channel]) -> None:

@@ -15,11 +15,11 @@ from homealert_mqtt.notify.base import (
     DeliveryError,
     Message,
     http_url,
-    is_unset,
     log_disabled,
     mask_url,
     redact,
     retryable_http_status,
+    unset_reason,
 )
 
 NAME = "slack"
@@ -91,13 +91,17 @@ class SlackConfig:
 def create(section: dict[str, Any], ctx: ChannelContext) -> SlackChannel | None:
     del ctx
     section = SCHEMA(section)
-    if not section["enabled"]:
-        log_disabled(NAME, "enabled: false")
-        return None
-    if is_unset(section["webhook_url"]):
-        log_disabled(NAME, "no webhook_url")
+    if reason := why_disabled(section):
+        log_disabled(NAME, reason)
         return None
     return SlackChannel(SlackConfig.from_section(section))
+
+
+def why_disabled(section: dict[str, Any]) -> str | None:
+    """Why a validated section cannot send, or None when it can."""
+    if not section["enabled"]:
+        return "enabled: false"
+    return unset_reason(NAME, section, ["webhook_url"])
 
 
 def mention(handle: str) -> str:

@@ -23,13 +23,17 @@ SCHEMA = vol.Schema(dict(SCHEMA_KEYS))
 def create(section: dict[str, Any], ctx: ChannelContext) -> SmsChannel | None:
     del ctx
     section = SCHEMA(section)
-    if not section["enabled"]:
-        log_disabled(NAME, "enabled: false")
-        return None
-    if reason := missing_credentials(section):
+    if reason := why_disabled(section):
         log_disabled(NAME, reason)
         return None
     return SmsChannel(TwilioConfig.from_section(section))
+
+
+def why_disabled(section: dict[str, Any]) -> str | None:
+    """Why a validated section cannot send, or None when it can."""
+    if not section["enabled"]:
+        return "enabled: false"
+    return missing_credentials(NAME, section)
 
 
 class SmsChannel:

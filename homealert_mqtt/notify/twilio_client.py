@@ -22,9 +22,9 @@ from homealert_mqtt.notify.base import (
     TIMEOUT,
     DeliveryError,
     http_url,
-    is_unset,
     redact,
     retryable_http_status,
+    unset_reason,
 )
 
 TWILIO_API = "https://api.twilio.com"
@@ -63,10 +63,9 @@ class TwilioConfig:
         )
 
 
-def missing_credentials(section: dict[str, Any]) -> str | None:
+def missing_credentials(channel: str, section: dict[str, Any]) -> str | None:
     """Why the section cannot send, or None when it can."""
-    missing = [k for k in ("account_sid", "auth_token", "from_number") if is_unset(section[k])]
-    return f"no {', '.join(missing)}" if missing else None
+    return unset_reason(channel, section, ("account_sid", "auth_token", "from_number"))
 
 
 def check_number(channel: str, recipient: str) -> str:

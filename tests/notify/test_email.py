@@ -200,7 +200,9 @@ async def test_header_injection_is_refused(smtp_server: SmtpFactory, message: Me
     ("section", "reason"),
     [
         ({"enabled": False}, "enabled: false"),
-        ({}, "no password"),  # the shipped defaults hold only placeholders
+        # the shipped defaults hold only placeholders
+        ({}, "channels.email.password is still the example value 'your_password'"),
+        ({"password": "your_smtp_password"}, "password is still the example value"),
         ({"smtp_server": None}, "no smtp_server"),
     ],
 )

@@ -31,9 +31,10 @@ async def test_shipped_defaults_leave_only_mqtt(our_warnings: Callable[[], list[
 
     assert list(channels) == ["mqtt"]
     warnings = our_warnings()
-    assert len(warnings) == 4  # one per channel without credentials
+    assert len(warnings) == 5  # one per channel without credentials, and what that means
     for name in ("email", "slack", "sms", "phone"):
         assert sum(f"channel {name} " in w for w in warnings) == 1
+    assert warnings[-1].startswith("notifications go out on mqtt only;")
     await close_channels(channels)
 
 
@@ -54,5 +55,5 @@ async def test_configured_channels_are_created(
 
     assert set(channels) == {"email", "slack", "sms", "phone"}
     assert all(channel.name == name for name, channel in channels.items())
-    assert len(our_warnings()) == 2  # mqtt disabled, "pager" unknown
+    assert len(our_warnings()) == 3  # mqtt disabled, "pager" unknown, and the summary
     await close_channels(channels)

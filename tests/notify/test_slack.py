@@ -167,7 +167,8 @@ def test_secret_masked_in_repr() -> None:
     ("section", "reason"),
     [
         ({"enabled": False}, "enabled: false"),
-        ({}, "no webhook_url"),  # the shipped placeholder .../services/xxx
+        ({}, "webhook_url is still the example value"),  # the shipped .../services/xxx
+        ({"webhook_url": "https://hooks.slack.com/services/XXX/YYY/xxxx"}, "example value"),
         ({"webhook_url": None}, "no webhook_url"),
     ],
 )

@@ -191,7 +191,8 @@ def test_token_masked_in_repr() -> None:
     ("section", "reason"),
     [
         ({"enabled": False}, "enabled: false"),
-        ({}, "no account_sid, auth_token"),  # the shipped placeholders
+        # the shipped placeholders
+        ({}, "account_sid is still the example value 'your_sid'; channels."),
         ({"account_sid": SID, "auth_token": AUTH, "from_number": None}, "no from_number"),
     ],
 )
