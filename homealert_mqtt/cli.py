@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from homealert_mqtt import __version__
-from homealert_mqtt.config import ConfigError, load_config
+from homealert_mqtt.config import ConfigError, Settings, load_config
+from homealert_mqtt.config.loader import ENV_MQTT_URL, ENV_REDIS_URL
 from homealert_mqtt.notify.registry import CHANNEL_SCHEMAS, disabled_channels, summary
 
 _LOGGER = logging.getLogger("homealert_mqtt")
@@ -89,8 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     alerts = add("alerts", "List open alerts: id, state, priority, count, age.")
     alerts.add_argument("--all", action="store_true", help="include resolved alerts")
     alerts.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    acting = []
     for name, verb in (("ack", "Acknowledge"), ("resolve", "Resolve")):
         cmd = add(name, f"{verb} an alert (publishes the command over MQTT).")
+        acting.append(cmd)
         cmd.add_argument("id", help="the alert id")
         cmd.add_argument("--by", metavar="NAME", help="who does it (recorded in the state)")
         cmd.add_argument("--note", help="a note kept with the acknowledgement")
@@ -101,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=int, default=50, help="how many (default 50)")
     health = add("health", "Exit 0 when the service is connected to MQTT and Redis, else 1.")
     health.add_argument("--max-age", type=int, default=30, help="heartbeat age limit (s)")
+    for cmd in (alerts, show, history, health, *acting):
+        cmd.add_argument(
+            "--data-dir",
+            metavar="DIR",
+            type=Path,
+            help="talk to the `run --embedded` using DIR (default: the one using "
+            f"{DEFAULT_DATA_DIR}, when it runs and no --config or HOMEALERT_*_URL is given)",
+        )
     return parser
 
 
@@ -108,8 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.config)
+    settings: Settings | None = None
     try:
-        settings = load_config(args.config) if args.command != "run" or not args.embedded else None
+        if args.command != "run":
+            settings = load_config(args.config, environ=_environ_for_cli(args))
+        elif not args.embedded:
+            settings = load_config(args.config)
     except ConfigError as err:
         print_problems(args.config, err)
         return 1
@@ -131,6 +146,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(handlers[args.command](args, settings))
     except KeyboardInterrupt:
         return 130
+
+
+def _environ_for_cli(args: argparse.Namespace) -> dict[str, str] | None:
+    """The environment, plus the URLs of a running `run --embedded` when nothing else
+    names the servers (its ports may not be the usual ones: they were busy)."""
+    if ENV_MQTT_URL in os.environ or ENV_REDIS_URL in os.environ:
+        return None
+    if args.config is not None and args.data_dir is None:
+        return None
+    from homealert_mqtt.embedded import running_endpoints  # noqa: PLC0415
+
+    ends = running_endpoints(args.data_dir or DEFAULT_DATA_DIR)
+    if ends is None:
+        if args.data_dir is not None:
+            print(f"no `run --embedded` is using {args.data_dir}", file=sys.stderr)
+        return None
+    return {**os.environ, ENV_MQTT_URL: ends.mqtt_url, ENV_REDIS_URL: ends.redis_url}
 
 
 def _check_config(path: str | None) -> int:

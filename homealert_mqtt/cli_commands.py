@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from contextlib import suppress
+from pathlib import Path
 
 import aiomqtt
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace, settings: Settings | None) -> int:
                 settings, mqtt=dataclasses.replace(settings.mqtt, protocol=ends.mqtt_protocol)
             )
             configure_logging(settings.log_level)
-            _print_tour(settings, ends.mqtt_port, ends.redis_port)
+            _print_tour(settings, ends.mqtt_port, ends.redis_port, args.data_dir)
             return _run_until_signal(settings)
     except EmbeddedError as err:
         _LOGGER.error("cannot start the embedded servers: %s", err)  # noqa: TRY400
@@ -71,8 +72,11 @@ def run(args: argparse.Namespace, settings: Settings | None) -> int:
         return 1
 
 
-def _print_tour(settings: Settings, mqtt_port: int, redis_port: int) -> None:
+def _print_tour(settings: Settings, mqtt_port: int, redis_port: int, data_dir: Path) -> None:
+    from homealert_mqtt.cli import DEFAULT_DATA_DIR  # noqa: PLC0415 - cli imports us
+
     base = settings.mqtt.base_topic
+    where = "" if data_dir == DEFAULT_DATA_DIR else f" --data-dir {data_dir}"
     print(
         f"""
 homealert-mqtt is running on an embedded broker (127.0.0.1:{mqtt_port}) and Redis
@@ -84,10 +88,10 @@ Publish a test alert:
     '{{"source": "basement", "type": "water_leak", "severity": "critical", "message": "Water!"}}'
 See its retained state:   mosquitto_sub -p {mqtt_port} -t '{base}/#' -v
 Its notification (P1-P3): mosquitto_sub -p {mqtt_port} -t '{base}/notify/#' -v
-List open alerts:         homealert-mqtt alerts
-Acknowledge one:          homealert-mqtt ack <id> --by you
-(with other ports, set HOMEALERT_MQTT_URL=mqtt://127.0.0.1:{mqtt_port} and
- HOMEALERT_REDIS_URL=redis://127.0.0.1:{redis_port}/0 for the CLI)
+List open alerts:         homealert-mqtt alerts{where}
+Acknowledge one:          homealert-mqtt ack <id> --by you{where}
+(the CLI finds these ports in {data_dir}; from elsewhere set
+ HOMEALERT_MQTT_URL=mqtt://127.0.0.1:{mqtt_port} HOMEALERT_REDIS_URL=redis://127.0.0.1:{redis_port}/0)
 """,
         flush=True,
     )

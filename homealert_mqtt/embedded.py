@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
+import json
 import logging
 import os
 import shutil
@@ -47,17 +49,28 @@ class Endpoints:
     mqtt_protocol: int  # 5, or 4 (3.1.1) for the iotcore fallback
 
 
+def _probe_socket() -> socket.socket:
+    """A socket that binds the way Redis and Mosquitto bind their listeners: with
+    SO_REUSEADDR, so the TIME_WAIT connections of the last run do not make a port look
+    busy (a quick restart would otherwise move the broker to a random port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return sock
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    with _probe_socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 def port_or_free(preferred: int) -> int:
     """The usual port when it is free (so the CLI's defaults reach it), else any free one."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    with _probe_socket() as sock:
         try:
             sock.bind(("127.0.0.1", preferred))
+            # Bound is not enough with SO_REUSEADDR on every OS: listening proves it.
+            sock.listen(1)
         except OSError:
             return free_port()
     return preferred
@@ -204,12 +217,78 @@ def _broker_binary() -> str | None:
     return found
 
 
+LOCK_FILE = "lock"  # holds the PID of the run that owns the directory
+ENDPOINTS_FILE = "endpoints.json"  # where its servers listen, for the CLI
+
+
+@contextlib.contextmanager
+def locked_data_dir(data_dir: Path) -> Iterator[None]:
+    """One `run --embedded` per data directory: two would share one Redis AOF and one
+    mosquitto.db and mix their state. The lock is an flock, so it goes with the process
+    (kill -9 too) and a stale lock file never blocks the next run."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise EmbeddedError(
+            f"the data directory {data_dir} is in use by another `homealert-mqtt run "
+            f"--embedded` (PID {holder}); stop that one, or give this one a directory of "
+            "its own with --data-dir DIR"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            (data_dir / ENDPOINTS_FILE).unlink()
+        os.close(fd)  # releases the flock
+
+
+def running_endpoints(data_dir: Path) -> Endpoints | None:
+    """The servers of the `run --embedded` that holds `data_dir`, or None when none
+    runs there (no file, or a file left by a run that has ended)."""
+    try:
+        fd = os.open(data_dir / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: a run is there
+        else:
+            return None  # nobody holds it
+        try:
+            data = json.loads((data_dir / ENDPOINTS_FILE).read_text())
+            return Endpoints(**{name: data[name] for name in Endpoints.__slots__})
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # still starting, or not ours
+    finally:
+        os.close(fd)
+
+
+def _write_endpoints(data_dir: Path, ends: Endpoints) -> None:
+    tmp = data_dir / f"{ENDPOINTS_FILE}.tmp"
+    tmp.write_text(json.dumps({name: getattr(ends, name) for name in Endpoints.__slots__}))
+    tmp.replace(data_dir / ENDPOINTS_FILE)  # readers never see half a file
+
+
 @contextlib.contextmanager
 def embedded_servers(
     data_dir: Path, *, mqtt_port: int | None = None, redis_port: int | None = None
 ) -> Iterator[Endpoints]:
     """Start Redis and a broker for the service; stop both on exit."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    with locked_data_dir(data_dir), _servers(data_dir, mqtt_port, redis_port) as ends:
+        _write_endpoints(data_dir, ends)
+        yield ends
+
+
+@contextlib.contextmanager
+def _servers(data_dir: Path, mqtt_port: int | None, redis_port: int | None) -> Iterator[Endpoints]:
     redis_bin = find_redis_server()
     if redis_bin is None:
         raise EmbeddedError(

@@ -4,18 +4,21 @@ commands, the licence, what the defaults notify and which channels they disable.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
+import socket
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
+from homealert_mqtt.embedded import free_port, port_or_free, running_endpoints
 from tests.conftest import QUIET_CHANNELS
 from tests.probe import Probe
 from tests.test_cli import cli
-from tests.waits import ROOT
+from tests.waits import ROOT, eventually, service_process, subprocess_env
 
 
 async def test_help_lists_every_environment_variable_the_service_reads() -> None:
@@ -145,3 +148,65 @@ async def test_check_config_names_the_channels_placeholders_disable(tmp_path: Pa
     )
     assert "s3cret-token-9" not in result.text
     assert "AC-real-sid" not in result.text
+
+
+# -- points 9 and 10: one run per data directory; ports as the servers bind them -------
+
+
+def test_a_port_in_time_wait_counts_as_free() -> None:
+    """The last run's connections linger in TIME_WAIT; Redis and Mosquitto bind with
+    SO_REUSEADDR and get the port, so the check must not call it busy."""
+    port = free_port()
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen(1)
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, _ = server.accept()
+        conn.close()  # the side that closes first keeps TIME_WAIT: the server's, as on restart
+        assert client.recv(1) == b""
+        client.close()
+        assert port_or_free(port) != port  # still listening: busy
+    assert port_or_free(port) == port
+    with socket.socket() as listener:  # a listener, even one using SO_REUSEADDR: busy
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(1)
+        assert port_or_free(port) != port
+
+
+@pytest.mark.slow
+async def test_one_embedded_run_per_data_dir_and_the_cli_finds_its_ports(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    data = state / "homealert-mqtt" / "embedded"  # the default, under XDG_STATE_HOME
+    env = subprocess_env(XDG_STATE_HOME=str(state))
+    config = tmp_path / "quiet.yaml"
+    config.write_text(
+        yaml.safe_dump({"channels": QUIET_CHANNELS, "homeassistant": {"discovery": False}})
+    )
+    # Random ports: the CLI can only find them by asking the data directory.
+    args = ["run", "--embedded", "--config", str(config), "--mqtt-port", "0", "--redis-port", "0"]
+    with service_process(args, tmp_path / "first.log", env) as first:
+        await eventually(lambda: "is running on an embedded" in first.log(), timeout=30)
+        assert first.process is not None
+        with service_process(args, tmp_path / "second.log", env) as second:
+            assert second.wait(30) == 1, second.log()
+        refused = second.log()
+        assert f"the data directory {data} is in use" in refused, refused
+        assert f"(PID {first.process.pid})" in refused
+        assert "--data-dir" in refused
+        assert "Traceback" not in refused
+
+        ends = running_endpoints(data)
+        assert ends is not None
+        async with Probe(ends.mqtt_port, "homealert") as probe:
+            await probe.wait_for("homealert/status", lambda s: s.payload == b"online", timeout=20)
+            await probe.alert(source="basement", type="water_leak", severity="critical")
+            [created] = await probe.wait_events("created", 1)
+        # No --config, no HOMEALERT_*_URL: the CLI reads the ports from the data directory.
+        listed = await cli("alerts", "--json", XDG_STATE_HOME=str(state))
+        assert listed.code == 0, listed.text
+        assert [a["id"] for a in json.loads(listed.out)] == [created["id"]]
+        explicit = await cli("alerts", "--json", "--data-dir", str(data), "--config", str(config))
+        assert [a["id"] for a in json.loads(explicit.out)] == [created["id"]], explicit.text
+    assert running_endpoints(data) is None  # ended: the lock went with the process
