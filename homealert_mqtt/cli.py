@@ -92,11 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--json", action="store_true", help="print JSON instead of a table")
     acting = []
     for name, verb in (("ack", "Acknowledge"), ("resolve", "Resolve")):
-        cmd = add(name, f"{verb} an alert (publishes the command over MQTT).")
+        cmd = add(
+            name,
+            f"{verb} an alert: publishes the command over MQTT and waits for the service's "
+            "answer (exit 1 with the reason when it refuses).",
+        )
         acting.append(cmd)
         cmd.add_argument("id", help="the alert id")
         cmd.add_argument("--by", metavar="NAME", help="who does it (recorded in the state)")
         cmd.add_argument("--note", help="a note kept with the acknowledgement")
+        cmd.add_argument(
+            "--timeout",
+            type=float,
+            default=5.0,
+            metavar="SECONDS",
+            help="how long to wait for the service's answer (default 5)",
+        )
     show = add("show", "Show one alert's state and its notification attempts.")
     show.add_argument("id", help="the alert id")
     history = add("history", "Show recent alert events, newest first.")

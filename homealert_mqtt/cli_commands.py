@@ -10,8 +10,10 @@ import logging
 import os
 import signal
 import time
+import uuid
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 
@@ -153,11 +155,16 @@ async def list_alerts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def send_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Publish the command with a request id and wait for the service's answer on
+    `<base>/response/<request id>`: exit 0 when it was carried out, 1 with the reason
+    when it was refused or no answer came."""
     topics = Topics(settings.mqtt.base_topic)
     kind = CommandKind.ACK if args.command == "ack" else CommandKind.RESOLVE
-    payload = json.dumps({k: v for k, v in (("by", args.by), ("note", args.note)) if v})
-    # MQTT 3.1.1 for one publish: every broker speaks it, the iotcore fallback of
-    # `run --embedded` nothing else.
+    request_id = f"cli-{uuid.uuid4().hex[:16]}"
+    fields = (("by", args.by), ("note", args.note), ("request_id", request_id))
+    payload = json.dumps({k: v for k, v in fields if v})
+    # MQTT 3.1.1: every broker speaks it, the iotcore fallback of `run --embedded` nothing
+    # else (so the answer's address is in the payload, not in MQTT 5 properties).
     mqtt = dataclasses.replace(settings.mqtt, protocol=4)
     kwargs = client_kwargs(
         mqtt,
@@ -168,11 +175,44 @@ async def send_command(args: argparse.Namespace, settings: Settings) -> int:
     )
     try:
         async with aiomqtt.Client(**kwargs) as client:
+            await client.subscribe(topics.response(request_id), qos=1)
             await client.publish(topics.alert_command(args.id, kind), payload.encode(), qos=1)
+            answer = None
+            with suppress(TimeoutError):
+                async with asyncio.timeout(args.timeout):
+                    answer = await _answer(client)
     except aiomqtt.MqttError as err:
         print(f"cannot reach the broker at {settings.mqtt.safe_url()}: {err}")
         return 1
-    print(f"sent {kind.value} for {args.id}; the result appears on {topics.alert(args.id)}")
+    if answer is None:
+        print(
+            f"no answer from the service within {args.timeout:g} s (is it running, on "
+            f"{settings.mqtt.safe_url()} with base topic {topics.base!r}?); the {kind.value} "
+            "was sent and is carried out when the service reads it"
+        )
+        return 1
+    return _print_answer(answer, kind.value, args.id)
+
+
+async def _answer(client: aiomqtt.Client) -> dict[str, Any] | None:
+    """The first JSON object on the one topic subscribed to."""
+    async for message in client.messages:
+        if isinstance(message.payload, bytes):
+            with suppress(ValueError):
+                answer = json.loads(message.payload)
+                if isinstance(answer, dict):
+                    return answer
+    return None
+
+
+def _print_answer(answer: dict[str, Any], verb: str, alert_id: str) -> int:
+    if not answer.get("ok"):
+        print(f"{verb} failed: {answer.get('error') or 'refused'}")
+        return 1
+    if answer.get("outcome") == "unchanged":
+        print(f"{alert_id} was already {answer.get('state')}; nothing changed")
+    else:
+        print(f"{alert_id} {answer.get('outcome')} (state {answer.get('state')})")
     return 0
 
 

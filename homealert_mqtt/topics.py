@@ -75,6 +75,9 @@ class Topics:
     def alert_command(self, alert_id: str, kind: CommandKind) -> str:
         return f"{self.base}/alert/{alert_id}/{kind.value}"
 
+    def response(self, request_id: str) -> str:
+        return f"{self.base}/response/{request_id}"
+
     def notify(self, recipient: str) -> str:
         return f"{self.base}/notify/{recipient}"
 

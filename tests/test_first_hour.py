@@ -210,3 +210,72 @@ async def test_one_embedded_run_per_data_dir_and_the_cli_finds_its_ports(tmp_pat
         explicit = await cli("alerts", "--json", "--data-dir", str(data), "--config", str(config))
         assert [a["id"] for a in json.loads(explicit.out)] == [created["id"]], explicit.text
     assert running_endpoints(data) is None  # ended: the lock went with the process
+
+
+# -- point 12: the CLI waits for the service's answer -----------------------------------
+
+
+async def test_cli_ack_and_resolve_print_the_service_answer(
+    tmp_path: Path, make_settings, start_service, probe: Probe
+) -> None:
+    make_settings()
+    config = str(tmp_path / "config.yaml")
+    nobody = await cli("ack", "basement-water_leak-0000", "--timeout", "0.5", "--config", config)
+    assert nobody.code == 1, nobody.text
+    assert nobody.out.startswith("no answer from the service within 0.5 s"), nobody.out
+
+    await start_service(make_settings())
+    await probe.alert(source="basement", type="water_leak", severity="critical")
+    [created] = await probe.wait_events("created", 1)
+    alert_id = created["id"]
+
+    unknown = await cli("ack", "basement-water_leak-nope", "--config", config)
+    assert (unknown.code, unknown.out) == (1, "ack failed: no alert 'basement-water_leak-nope'\n")
+    ack = await cli("ack", alert_id, "--by", "anna", "--config", config)
+    assert (ack.code, ack.out) == (0, f"{alert_id} acknowledged (state acknowledged)\n"), ack.text
+    again = await cli("ack", alert_id, "--by", "anna", "--config", config)
+    assert (again.code, again.out) == (0, f"{alert_id} was already acknowledged; nothing changed\n")
+    resolve = await cli("resolve", alert_id, "--config", config)
+    assert (resolve.code, resolve.out) == (0, f"{alert_id} resolved (state resolved)\n")
+    late = await cli("resolve", alert_id, "--config", config)
+    assert late.code == 1
+    assert (
+        late.out
+        == f"resolve failed: alert {alert_id!r} is already resolved; resolve changes nothing\n"
+    )
+
+
+async def test_a_command_with_a_request_id_is_answered_on_its_response_topic(
+    make_settings, start_service, probe: Probe
+) -> None:
+    await start_service(make_settings())
+    base = probe.base
+    await probe.alert(source="nas", type="disk_space", severity="low")
+    await probe.alert(source="nas", type="fan", severity="low")  # another group
+    created = await probe.wait_events("created", 2)
+    ids = sorted(e["id"] for e in created)
+
+    await probe.publish(f"{base}/alert/{ids[0]}/ack", {"by": "anna", "request_id": "r-1"})
+    answer = (await probe.wait_for(f"{base}/response/r-1")).json()
+    assert answer == {
+        "request_id": "r-1",
+        "command": "ack",
+        "target": ids[0],
+        "ok": True,
+        "outcome": "acknowledged",
+        "state": "acknowledged",
+        "alert_ids": [ids[0]],
+        "error": None,
+    }
+    await probe.publish(f"{base}/alert/nothing-here/resolve", {"request_id": "r-2"})
+    refused = (await probe.wait_for(f"{base}/response/r-2")).json()
+    assert (refused["ok"], refused["error"]) == (False, "no alert 'nothing-here'")
+    assert any(e["error"] == "no alert 'nothing-here'" for e in probe.errors())  # as before
+
+    await probe.publish(f"{base}/ack_all", {"request_id": "r-3"})
+    everything = (await probe.wait_for(f"{base}/response/r-3")).json()
+    assert (everything["ok"], everything["alert_ids"]) == (True, [ids[1]])
+    assert not (await probe.wait_for(f"{base}/response/r-3")).retain
+
+    await probe.publish(f"{base}/ack_all", {"request_id": "a/b"})
+    await probe.wait_for(f"{base}/error", lambda s: "request_id must be" in s.json()["error"])

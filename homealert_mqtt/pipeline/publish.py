@@ -140,6 +140,11 @@ class StatePublisher:
         for listener in self.listeners:
             await listener.rejected(reason)
 
+    async def response(self, request_id: str, answer: dict[str, Any]) -> None:
+        """A command's answer on `<base>/response/<request_id>` (not retained: it is for
+        the one waiting for it)."""
+        await self._publish(self.topics.response(request_id), dumps(answer), 1, False)
+
     async def removed(self, alert_ids: Sequence[str], group_ids: Sequence[str]) -> None:
         """Clear retained topics of removed alerts and groups, then forget the clear marks."""
         for alert_id in alert_ids:
