@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from homealert_mqtt.models import IncomingAlert
+from homealert_mqtt.store.alert_store import PartialMatch
 
 _NOT_ID = re.compile(r"[^a-z0-9_-]+")
 SLUG_CHARS = 32
@@ -40,6 +41,31 @@ def field_value(alert: IncomingAlert, name: str) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+# Fingerprint fields kept as they are in an alert's Redis hash. `status` and `dedup_key`
+# are not comparable there and are left out of a partial match.
+_HASH_FIELDS = frozenset({"source", "type", "severity", "message", "priority"})
+
+
+def partial_match(alert: IncomingAlert, dedup_attributes: tuple[str, ...]) -> PartialMatch | None:
+    """For a resolve that leaves out fingerprint fields: what an open alert must have to
+    be resolved by it (the fields it gives, and always its source: a device resolves only
+    its own alerts). None for a resolve with the whole fingerprint (or a dedup_key)."""
+    if alert.status != "resolved" or alert.dedup_key is not None:
+        return None
+    given = [name for name in dedup_attributes if field_value(alert, name) != ""]
+    if len(given) == len(dedup_attributes):
+        return None
+    fields = {"source": alert.source}
+    attrs: dict[str, object] = {}
+    for name in given:
+        if name in _HASH_FIELDS:
+            fields[name] = field_value(alert, name)
+        elif name not in ("status", "dedup_key"):
+            key = name.removeprefix("attributes.")
+            attrs[key] = alert.attributes[key]
+    return PartialMatch(tuple(fields.items()), tuple(attrs.items()))
 
 
 def slug(text: str, limit: int = SLUG_CHARS) -> str:

@@ -25,7 +25,7 @@ from homealert_mqtt.escalation.plan import Start
 from homealert_mqtt.models import AlertRecord, IncomingAlert, Priority
 from homealert_mqtt.mqtt.link import Inbound
 from homealert_mqtt.pipeline.commands import CommandHandler
-from homealert_mqtt.pipeline.fingerprint import group_identity, identify
+from homealert_mqtt.pipeline.fingerprint import group_identity, identify, partial_match
 from homealert_mqtt.pipeline.prioritise import prioritise
 from homealert_mqtt.pipeline.publish import StatePublisher
 from homealert_mqtt.pipeline.validate import Limits, Rejected, parse
@@ -91,6 +91,7 @@ def store_request(
         digest=digest,
         quiet_start=start is not None and start.quiet,
         next_delay_ms=start.next_delay_ms if start is not None else None,
+        partial=partial_match(alert, settings.dedup.attributes),
     )
 
 
@@ -207,8 +208,12 @@ class Ingest:
             )
             return
         if result.outcome == "no_open_alert":
+            partial = prepared.request.partial
             await self.publisher.error(
-                "status resolved, but no open alert has this fingerprint",
+                "status resolved, but no open alert has this fingerprint"
+                if partial is None
+                else "status resolved, but no open alert has "
+                + ", ".join(f"{name}={value!r}" for name, value in partial.fields + partial.attrs),
                 prepared.message.topic,
                 prepared.message.payload,
             )
@@ -216,10 +221,11 @@ class Ingest:
         alert: AlertRecord | None = result.alert
         if alert is None:
             return
-        _log_outcome(result.outcome, alert)
-        await self.publisher.alert(alert, result.events)
-        if result.group is not None:
-            await self.publisher.group(result.group)
+        for one, group in ((alert, result.group), *result.also):
+            _log_outcome(result.outcome, one)
+            await self.publisher.alert(one, result.events)
+            if group is not None:
+                await self.publisher.group(group)
 
 
 def _log_outcome(outcome: str, alert: AlertRecord) -> None:

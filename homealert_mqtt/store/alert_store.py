@@ -25,6 +25,29 @@ INGEST_CHUNK = 64
 Tag = TypeVar("Tag")  # what an IngestStream's caller keeps with each call
 
 
+# A resolve that leaves out fingerprint fields looks at this many of the newest open
+# alerts and resolves at most RESOLVE_MATCHING_MAX of them (ingest.lua, resolve_partial).
+RESOLVE_MATCHING_SCAN = 1000
+RESOLVE_MATCHING_MAX = 100
+
+
+@dataclass(frozen=True, slots=True)
+class PartialMatch:
+    """What a resolve that leaves out fingerprint fields must match in an open alert:
+    stored hash fields (name, value) and `attributes` keys (name, JSON value)."""
+
+    fields: tuple[tuple[str, str], ...]
+    attrs: tuple[tuple[str, Any], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fields": [list(pair) for pair in self.fields],
+            "attrs": [list(pair) for pair in self.attrs],
+            "scan": RESOLVE_MATCHING_SCAN,
+            "max": RESOLVE_MATCHING_MAX,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class IngestRequest:
     """Everything ingest.lua needs for one alert (see its header for the meaning)."""
@@ -49,6 +72,8 @@ class IngestRequest:
     # Level 0 reaches nobody: start `active`, with level 1's timer (see escalation/plan.py).
     quiet_start: bool = False
     next_delay_ms: int | None = None
+    # A resolve without every fingerprint field: resolve the open alerts matching this.
+    partial: PartialMatch | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +83,8 @@ class IngestResult:
     group: GroupRecord | None
     events: tuple[str, ...]
     reason: str = ""  # why, when the outcome is "failed"
+    # A partial resolve that resolved several alerts: the others, each with its group.
+    also: tuple[tuple[AlertRecord, GroupRecord | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +138,17 @@ def alert_from_json(raw: Any) -> AlertRecord | None:
     return AlertRecord.from_redis(dict(zip(pairs, pairs, strict=True)))
 
 
+def _also(raw: Any) -> tuple[tuple[AlertRecord, GroupRecord | None], ...]:
+    if not raw:
+        return ()
+    found = []
+    for item in raw:
+        alert = alert_from_json(item["alert"])
+        if alert is not None:
+            found.append((alert, group_from_json(item["group"])))
+    return tuple(found)
+
+
 def _ingest_arg(req: IngestRequest) -> str:
     """The request as ingest.lua's ARGV[3]: one JSON array, in the order of its header."""
     return json.dumps(
@@ -134,6 +172,7 @@ def _ingest_arg(req: IngestRequest) -> str:
             req.digest,
             req.quiet_start,
             req.next_delay_ms,
+            None if req.partial is None else req.partial.to_json(),
         )
     )
 
@@ -180,6 +219,7 @@ class IngestStream(Generic[Tag]):
                 group=group_from_json(raw["group"]),
                 events=tuple(raw["events"]),
                 reason=raw.get("reason", ""),
+                also=_also(raw.get("also")),
             )
             for raw in json.loads(reply)
         ]

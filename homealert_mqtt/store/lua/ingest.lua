@@ -17,6 +17,10 @@
 --   [18] quiet start (bool): true when level 0 reaches nobody, so the alert starts `active`
 --        (T1) with level 1's timer instead of a level-0 timer
 --   [19] level 1's delay (ms), or null when the policy has one level
+--   [20] partial resolve, or null: for a resolve that leaves out fingerprint fields,
+--        {fields = {{alert hash field, value}, ...}, attrs = {{attributes key, JSON
+--        value}, ...}, scan = newest open alerts looked at, max = most resolved}; see
+--        resolve_partial below
 --
 -- Returns a JSON array with, per alert in order, an object {outcome, alert, group, events}:
 --   outcome: created | deduplicated | reopened | resolved | redelivered | no_open_alert |
@@ -26,15 +30,101 @@
 --   group: the group state (see group_state in _lib.lua), or false
 --   events: names for <base>/event ("created", "grouped", ...); none is `{}` (cjson
 --           writes every empty table as an object)
+--   also: only for a partial resolve that resolved more than one alert: the others, as
+--         {alert, group} objects
 
 local now_s = ARGV[1]
 local now = tonumber(now_s)
 local cfg = parse_settings(ARGV[2])
 
+-- Equal JSON values, as cjson decodes them (tables compared key by key).
+local function same_value(a, b)
+  if type(a) ~= type(b) then
+    return false
+  end
+  if type(a) ~= 'table' then
+    return a == b
+  end
+  for key, value in pairs(a) do
+    if not same_value(value, b[key]) then
+      return false
+    end
+  end
+  for key in pairs(b) do
+    if a[key] == nil then
+      return false
+    end
+  end
+  return true
+end
+
+-- Whether the stored alert `id` has every field and attribute `spec` gives.
+local function matches_partial(id, spec)
+  local key = k('alert', id)
+  if #spec.fields > 0 then
+    local names = {}
+    for i, pair in ipairs(spec.fields) do
+      names[i] = pair[1]
+    end
+    local values = redis.call('HMGET', key, unpack(names))
+    for i, pair in ipairs(spec.fields) do
+      if values[i] ~= pair[2] then
+        return false
+      end
+    end
+  end
+  if #spec.attrs > 0 then
+    local ok, attributes = pcall(cjson.decode, redis.call('HGET', key, 'attributes') or '')
+    if not ok or type(attributes) ~= 'table' then
+      return false
+    end
+    for _, pair in ipairs(spec.attrs) do
+      if not same_value(attributes[pair[1]], pair[2]) then
+        return false
+      end
+    end
+  end
+  return true
+end
+
+-- A resolve that leaves out fingerprint fields ({"source": "basement", "type":
+-- "water_leak", "status": "resolved"} with severity in the fingerprint): every open
+-- alert with the fields it gives is resolved, newest first. Bounded: the `scan` newest
+-- open alerts are looked at, at most `max` resolved. The check and the resolve are this
+-- one script, so an ack or another resolve cannot slip in between.
+local function resolve_partial(spec, source)
+  local done = {}
+  for _, id in ipairs(redis.call('ZREVRANGE', k('open'), 0, spec.scan - 1)) do
+    if #done >= spec.max then
+      break
+    end
+    if matches_partial(id, spec) then
+      local cur = redis.call('HMGET', k('alert', id), 'priority', 'type')
+      local to = transition(id, 'resolve', now, cfg.retention,
+        {'resolved_at', now, 'resolved_by', source, 'last_seen', now})
+      if to then
+        history_add(source, id, 'resolved', cur[2], cur[1], now, now_s, cfg)
+        local a = alert_snapshot(id)
+        done[#done + 1] = {alert = a, group = group_of(a)}
+      end
+    end
+  end
+  if #done == 0 then
+    return {outcome = 'no_open_alert', alert = false, group = false, events = {}}
+  end
+  local first = table.remove(done, 1)
+  local reply = {outcome = 'resolved', alert = first.alert, group = first.group,
+    events = {'resolved'}}
+  if #done > 0 then
+    reply.also = done
+  end
+  return reply
+end
+
 -- One alert; returns its reply (a table).
 local function ingest_one(request)
   local fp, base_id, status, source, atype, severity, prio, message, attributes, ts,
-    gkh, gtext, base_gid, client, mid, dup, digest, quiet, next_delay = unpack(request)
+    gkh, gtext, base_gid, client, mid, dup, digest, quiet, next_delay, partial = unpack(request)
   if next_delay == cjson.null then next_delay = nil end
 
   local function reply(outcome, alert, group, events)
@@ -74,6 +164,10 @@ local function ingest_one(request)
       return reply('redelivered', false, false, {})
     end
     redis.call('HSET', seen, mid, digest)
+  end
+
+  if status == 'resolved' and partial and partial ~= cjson.null then
+    return resolve_partial(partial, source)
   end
 
   local fp_state = redis.call('HMGET', fpkey, 'id', 'occ')
