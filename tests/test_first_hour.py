@@ -196,6 +196,10 @@ async def test_one_embedded_run_per_data_dir_and_the_cli_finds_its_ports(tmp_pat
         assert f"(PID {first.process.pid})" in refused
         assert "--data-dir" in refused
         assert "Traceback" not in refused
+        own = [*args, "--data-dir", str(tmp_path / "own")]  # asked for: a directory of its own
+        with service_process(own, tmp_path / "own.log", env) as third:
+            await eventually(lambda: "is running on an embedded" in third.log(), timeout=30)
+            assert running_endpoints(tmp_path / "own") != running_endpoints(data)
 
         ends = running_endpoints(data)
         assert ends is not None
