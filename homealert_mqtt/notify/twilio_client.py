@@ -16,6 +16,13 @@ import voluptuous as vol
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
+
+# Twilio's Client imports its API modules on first use, so the first page after a start
+# paid for the imports (a few hundred ms on a busy machine, in the middle of a storm).
+# Imported with the service instead.
+from twilio.rest.api.v2010.account import AccountContext  # noqa: F401
+from twilio.rest.api.v2010.account.call import CallList  # noqa: F401
+from twilio.rest.api.v2010.account.message import MessageList  # noqa: F401
 from yarl import URL
 
 from homealert_mqtt.notify.base import (
