@@ -176,8 +176,9 @@ async def test_kill_9_during_a_storm_loses_no_page_and_doubles_none_outside_the_
             await wait_online(probe, 0, service)
         publishing = asyncio.create_task(storm(probe))
         await asyncio.sleep(rng.uniform(0.1, GAP * 2.5))
-        victim.kill()
         killed_at = time.time()
+        victim.kill()
+        dead_at = time.time()
         victim.start()
         opened = await publishing
         ids = set(opened)
@@ -192,10 +193,12 @@ async def test_kill_9_during_a_storm_loses_no_page_and_doubles_none_outside_the_
     assert {p.key for p in found} == want  # none lost, none to anyone else
     twice = doubled(found)
     first_copy = {k: min(p.at for p in found if p.key == k) for k in twice}
+    # The window: the provider took the message (a request the dying process had
+    # already written still arrives a moment after it is gone) and Redis never heard.
     outside = {
         k: round(at - killed_at, 3)
         for k, at in first_copy.items()
-        if not (killed_at - 1.0 <= at <= killed_at)
+        if not (killed_at - 1.0 <= at <= dead_at + 0.5)
     }
     assert outside == {}, f"seed {seed}: doubled outside the window: {outside}"
     print(
