@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 TAG = re.compile(r"SOAK:([a-z]+):(\d+):([a-z0-9_,-]*):END")
@@ -69,7 +69,17 @@ class StoredAlert:
 class Kill:
     at: float  # the SIGKILL
     target: str  # service | broker | redis
-    back: float  # when its restart was listening again
+    back: float  # when its restart was started (and listening, for broker and Redis)
+    online: float | None = None  # service kills: when it said `online` again
+
+
+def with_online(kills: list[Kill], online_times: list[float]) -> list[Kill]:
+    """Each service kill with the first `<base>/status` = online seen after it."""
+    out = []
+    for kill in kills:
+        after = [t for t in online_times if t > kill.at] if kill.target == SERVICE else []
+        out.append(replace(kill, online=min(after)) if after else kill)
+    return out
 
 
 @dataclass(frozen=True)
@@ -206,6 +216,9 @@ class PageVerdict:
     doubled: list[Key] = field(default_factory=list)
     doubled_window: list[tuple[Key, float]] = field(default_factory=list)  # + the kill time
     late: list[tuple[Key, float, float]] = field(default_factory=list)  # key, due, lateness s
+    # Due while the killed service was down, and sent within `late_s` of it being online
+    # again: late by the restart itself (a single replica cannot do better).
+    late_restart: list[tuple[Key, float, float]] = field(default_factory=list)
     lateness: list[float] = field(default_factory=list)  # every required page's, seconds
     unexpected: list[tuple[Key, str]] = field(default_factory=list)  # key, why
     unattributed: int = 0  # pages without the soak's tag
@@ -236,24 +249,7 @@ def judge_pages(
     window_s: float = 1.0,
 ) -> PageVerdict:
     out = PageVerdict()
-    arrivals: dict[Key, list[float]] = defaultdict(list)
-    for page in pages:
-        if page is None:
-            out.unattributed += 1
-            continue
-        for alert_id in page.alert_ids:
-            out.received += 1
-            key = (alert_id, page.level, page.channel, page.recipient)
-            if page.kind != "alert":
-                out.unexpected.append((key, f"a {page.kind} notice"))
-            elif alert_id not in stored:
-                out.unexpected.append((key, "an alert Redis does not have"))
-            elif page.level >= len(levels) or (
-                (page.channel, page.recipient) not in levels[page.level].targets
-            ):
-                out.unexpected.append((key, "a recipient the level does not page"))
-            else:
-                arrivals[key].append(page.at)
+    arrivals = _attribute(out, stored, pages, levels)
     end_ms, margin_ms = int(end * 1000), int(margin_s * 1000)
     for alert in stored.values():
         for number, level in enumerate(levels):
@@ -278,30 +274,69 @@ def judge_pages(
                 if verdict == "unexpected":
                     out.unexpected.extend((key, "due after the ack/resolve") for _ in got)
                 elif got:
-                    _judge_arrivals(out, key, verdict, due_ms / 1000, got, kills, late_s, window_s)
+                    _judge_arrivals(
+                        out,
+                        key,
+                        got,
+                        required=verdict == "required",
+                        due=due_ms / 1000,
+                        kills=kills,
+                        late_s=late_s,
+                        window_s=window_s,
+                    )
                 elif verdict == "required":
                     ate = channel == "mqtt" and broker_ate(sent_at, kills)
                     (out.missed_broker if ate else out.missed).append(key)
     return out
 
 
+def _attribute(
+    out: PageVerdict,
+    stored: dict[str, StoredAlert],
+    pages: list[Page | None],
+    levels: list[Level],
+) -> dict[Key, list[float]]:
+    """Arrival times per (alert, level, channel, recipient); what cannot be one of the
+    policy's pages of a stored alert goes to `out.unexpected` (or `unattributed`)."""
+    arrivals: dict[Key, list[float]] = defaultdict(list)
+    for page in pages:
+        if page is None:
+            out.unattributed += 1
+            continue
+        for alert_id in page.alert_ids:
+            out.received += 1
+            key = (alert_id, page.level, page.channel, page.recipient)
+            if page.kind != "alert":
+                out.unexpected.append((key, f"a {page.kind} notice"))
+            elif alert_id not in stored:
+                out.unexpected.append((key, "an alert Redis does not have"))
+            elif page.level >= len(levels) or (
+                (page.channel, page.recipient) not in levels[page.level].targets
+            ):
+                out.unexpected.append((key, "a recipient the level does not page"))
+            else:
+                arrivals[key].append(page.at)
+    return arrivals
+
+
 def broker_ate(sent_at: float | None, kills: list[Kill], window_s: float = 0.5) -> bool:
-    """Did a broker kill take an `mqtt` page the service published? Only if the kill fell
-    right around the moment the level's batch went out (its other channels' first page):
+    """Did a broker kill take an `mqtt` page the service published? Only if the level's
+    batch went out (its other channels' first page) in the `window_s` before the kill:
     the broker had PUBACKed the page and not yet passed it on. A page published after the
-    kill (the broker down or just back) is the service's to retry, so it counts as
-    missed."""
+    kill (the broker down, or back without the service reconnected yet) is the service's
+    to retry (issue 9, point 5), so it counts as missed."""
     if sent_at is None:
         return False
-    return any(k.target == BROKER and abs(k.at - sent_at) <= window_s for k in kills)
+    return any(k.target == BROKER and 0 <= k.at - sent_at <= window_s for k in kills)
 
 
 def _judge_arrivals(
     out: PageVerdict,
     key: Key,
-    verdict: str,
-    due: float,
     got: list[float],
+    *,
+    required: bool,
+    due: float,
     kills: list[Kill],
     late_s: float,
     window_s: float,
@@ -314,11 +349,18 @@ def _judge_arrivals(
             out.doubled_window.append((key, kill.at))
         else:
             out.doubled.append(key)
-    if verdict == "required":
+    if required:
         lateness = got[0] - due
         out.lateness.append(lateness)
         if lateness > late_s:
-            out.late.append((key, due, lateness))
+            by_restart = any(
+                k.target == SERVICE
+                and k.online is not None
+                and k.at <= due <= k.online
+                and got[0] <= k.online + late_s
+                for k in kills
+            )
+            (out.late_restart if by_restart else out.late).append((key, due, lateness))
 
 
 # ============================================================================ summaries

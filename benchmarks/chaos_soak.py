@@ -61,6 +61,7 @@ from chaos_ledger import (  # noqa: E402 - beside this script
     late_by_kill,
     parse_page,
     percentile,
+    with_online,
 )
 
 HOST = "127.0.0.1"
@@ -223,6 +224,7 @@ class Observer:
         self.ids: dict[str, str] = {}  # type -> alert id
         self.states: dict[str, str] = {}  # alert id -> last state seen
         self.online = threading.Event()
+        self.online_times: list[float] = []  # every `online` on <base>/status
         self.client = mqtt_client(f"soak-observer-{run_id}")
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -235,6 +237,7 @@ class Observer:
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
         if msg.topic == f"{self.base}/status":
             if msg.payload == b"online":
+                self.online_times.append(time.time())
                 self.online.set()
             else:
                 self.online.clear()
@@ -685,13 +688,17 @@ def fail(message: str) -> None:
 
 # ============================================================================ main
 def chaos(soak: Soak, rng: random.Random, sender: threading.Thread, t0: float) -> None:
-    """Kill -9 and restart one of the three at random intervals while `sender` runs."""
+    """Kill -9 and restart one of the three at random intervals while `sender` runs: in
+    rounds of three, each round in a random order (so a short soak still hits each)."""
     low, high = soak.args.kill_every
+    order: list[str] = []
     while True:
         sender.join(rng.uniform(low, high))
         if not sender.is_alive():
             return
-        target = rng.choice((SERVICE, BROKER, REDIS))
+        if not order:
+            order = rng.sample((SERVICE, BROKER, REDIS), 3)
+        target = order.pop()
         try:
             kill = soak.kill(target)
         except Exception as err:  # noqa: BLE001 - reported, the soak carries on
@@ -779,7 +786,7 @@ def run(args: argparse.Namespace) -> int:
             "end": end,
             "levels": args.levels,
             "broker_save": args.broker_save,
-            "kills": [k.__dict__ for k in soak.kills],
+            "kills": [k.__dict__ for k in with_online(soak.kills, observer.online_times)],
             "sent": {t: asdict(a) for t, a in publisher.sent.items()},
             "skipped_acks": publisher.skipped_acks,
             "unacked": unacked,
@@ -907,6 +914,11 @@ def report(
             len(pages.late),
             show([(k, f"{lat:.1f}s") for k, _d, lat in late_sorted]),
         ),
+        (
+            "  late only by the service's restart (not counted)",
+            len(pages.late_restart),
+            show([(k, f"{lat:.1f}s") for k, _d, lat in pages.late_restart]),
+        ),
         ("pages doubled", len(pages.doubled), show(pages.doubled)),
         (
             f"  doubled in the at-least-once window ({args.window:g} s)",
@@ -925,6 +937,14 @@ def report(
         f"\nlateness of required pages (s): p50 {percentile(lat, 50):.2f}  p99"
         f" {percentile(lat, 99):.2f}  max {max(lat, default=float('nan')):.2f}"
     )
+    by_alert = {a.id: a for a in stored}
+    for name, keys in (
+        ("missed", pages.missed),
+        ("late", [k for k, _d, _l in late_sorted]),
+        ("doubled", pages.doubled),
+    ):
+        if keys:
+            print(f"{name} pages by (alert, level): " + level_summary(keys, by_alert, run))
     if pages.late:
         print(
             "late pages by the last kill before their due time: "
@@ -967,6 +987,26 @@ def report(
     return 1 if bad else 0
 
 
+def level_summary(
+    keys: list[tuple[str, int, str, str]],
+    alerts: dict[str, StoredAlert],
+    run: dict[str, Any],
+    limit: int = 8,
+) -> str:
+    """`<id> L<level> x<pages> (due +<s>, stop +<s>)`: one entry per (alert, level), in
+    seconds after the start, to set beside the kill timeline."""
+    t0, delays = run["t0"], run["levels"]
+    counted = Counter((k[0], k[1]) for k in keys)
+    parts = []
+    for (alert_id, level), n in list(counted.items())[:limit]:
+        alert = alerts[alert_id]
+        due = alert.opened_ms / 1000 + delays[level] - t0
+        stop = f"{alert.stop_ms / 1000 - t0:.1f}" if alert.stop_ms else "-"
+        parts.append(f"{alert_id} L{level} x{n} (due +{due:.1f}, stop +{stop})")
+    more = len(counted) - limit
+    return "; ".join(parts) + (f"; ... {more} more" if more > 0 else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--role"]:
@@ -1005,7 +1045,7 @@ def main(argv: list[str] | None = None) -> int:
         help="escalation level delays in seconds (default 0 3 6)",
     )
     parser.add_argument("--lease", type=int, default=0, help="alerts.escalation.lease (0: default)")
-    parser.add_argument("--drain", type=float, default=20, help="quiet seconds at the end")
+    parser.add_argument("--drain", type=float, default=30, help="quiet seconds at the end")
     parser.add_argument("--late", type=float, default=2.0, help="late after due + this (s)")
     parser.add_argument("--margin", type=float, default=2.0, help="ack/due race margin (s)")
     parser.add_argument(
