@@ -215,6 +215,8 @@ class PageVerdict:
     missed_broker: list[Key] = field(default_factory=list)  # mqtt pages a broker kill ate
     doubled: list[Key] = field(default_factory=list)
     doubled_window: list[tuple[Key, float]] = field(default_factory=list)  # + the kill time
+    # mqtt pages the broker delivered again after its own kill (MQTT's at-least-once)
+    doubled_broker: list[tuple[Key, float]] = field(default_factory=list)
     late: list[tuple[Key, float, float]] = field(default_factory=list)  # key, due, lateness s
     # Due while the killed service was down, and sent within `late_s` of it being online
     # again: late by the restart itself (a single replica cannot do better).
@@ -247,6 +249,7 @@ def judge_pages(
     margin_s: float = 2.0,
     late_s: float = 2.0,
     window_s: float = 1.0,
+    save_s: float = 1.0,
 ) -> PageVerdict:
     out = PageVerdict()
     arrivals = _attribute(out, stored, pages, levels)
@@ -283,6 +286,7 @@ def judge_pages(
                         kills=kills,
                         late_s=late_s,
                         window_s=window_s,
+                        save_s=save_s,
                     )
                 elif verdict == "required":
                     ate = channel == "mqtt" and broker_ate(sent_at, kills)
@@ -340,13 +344,24 @@ def _judge_arrivals(
     kills: list[Kill],
     late_s: float,
     window_s: float,
+    save_s: float,
 ) -> None:
     if len(got) > 1:
         # The one extra copy the docs allow: a service kill between the provider's answer
         # (about when the sink got the first copy) and the settle.
         kill = service_kill_near(got[0], kills, window_s)
+        # An mqtt page the broker had saved as queued for the sink and sent again after
+        # its own kill, or the service's client sent again, unacknowledged by the dead
+        # broker: MQTT's at-least-once, not the service's settle.
+        broker = [
+            k
+            for k in kills
+            if k.target == BROKER and key[2] == "mqtt" and got[0] <= k.at <= got[0] + 2 * save_s + 1
+        ]
         if kill is not None and len(got) == 2 and got[1] > kill.at:
             out.doubled_window.append((key, kill.at))
+        elif broker and len(got) == 2 and got[1] > broker[0].at:
+            out.doubled_broker.append((key, broker[0].at))
         else:
             out.doubled.append(key)
     if required:

@@ -429,7 +429,7 @@ class Soak:
         self.sinks = subprocess.Popen(
             [
                 sys.executable,
-                __file__,
+                str(HERE / "chaos_soak.py"),
                 "--role",
                 "sinks",
                 "--out",
@@ -710,6 +710,18 @@ def chaos(soak: Soak, rng: random.Random, sender: threading.Thread, t0: float) -
         )
 
 
+def service_code() -> str:
+    """Where the service's `homealert_mqtt` comes from (PYTHONPATH may point at a copy)."""
+    where = subprocess.run(
+        [sys.executable, "-c", "import homealert_mqtt; print(homealert_mqtt.__file__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return str(Path(where.stdout.strip()).parent)
+
+
 def service_environment() -> None:
     """The service (a child) runs this checkout's package, and no HOMEALERT_* or TWILIO_*
     variable of the caller's overrides the soak's config."""
@@ -726,6 +738,10 @@ def run(args: argparse.Namespace) -> int:
     service_environment()
 
     soak = Soak(args)
+    # `python -m` puts the working directory first on sys.path: from the run's folder,
+    # the service imports the package PYTHONPATH names (or this checkout's), not the
+    # one in whatever folder the soak was started from.
+    os.chdir(soak.tmp)
     dog = watchdog(args.max_seconds, soak.tmp, soak.stop_all)
     rng = random.Random(args.seed)
     work_rng, kill_rng = random.Random(rng.random()), random.Random(rng.random())
@@ -740,6 +756,7 @@ def run(args: argparse.Namespace) -> int:
         soak.write_config()
         soak.check_config()
         soak.start_service()
+        print(f"service code: {service_code()}", flush=True)
         observer = Observer(soak.broker.port, soak.base, soak.run_id)
         if not observer.online.wait(60):
             fail(f"the service did not come online; see {soak.tmp}/service.log")
@@ -853,6 +870,7 @@ def analyse(folder: Path, args: argparse.Namespace) -> int:
         margin_s=args.margin,
         late_s=args.late,
         window_s=args.window,
+        save_s=run["broker_save"],
     )
     return report(args, folder, run, alerts, judged)
 
@@ -925,6 +943,11 @@ def report(
             len(pages.doubled_window),
             show(pages.doubled_window),
         ),
+        (
+            "  mqtt pages the broker sent again after its kill",
+            len(pages.doubled_broker),
+            show(pages.doubled_broker),
+        ),
         ("pages unexpected", len(pages.unexpected), show(pages.unexpected)),
         ("pages not attributable (no soak tag)", pages.unattributed, ""),
         ("retained state differs from Redis (info)", retained_off, f"   of {len(stored)} stored"),
@@ -944,7 +967,12 @@ def report(
         ("doubled", pages.doubled),
     ):
         if keys:
-            print(f"{name} pages by (alert, level): " + level_summary(keys, by_alert, run))
+            channels = Counter(k[2] for k in keys)
+            print(
+                f"{name} pages by channel: "
+                + ", ".join(f"{ch} {n}" for ch, n in sorted(channels.items()))
+                + f"; by (alert, level): {level_summary(keys, by_alert, run)}"
+            )
     if pages.late:
         print(
             "late pages by the last kill before their due time: "

@@ -276,3 +276,13 @@ def test_pages_late_only_by_the_services_restart_are_counted_apart() -> None:
     verdict = judge(pages, tuple(killed))
     assert [k for k, _d, _l in verdict.late_restart] == [("a1", 1, "sms", "+15550000001")]
     assert [k for k, _d, _l in verdict.late] == [("a1", 0, "email", "l0@soak.test")]
+
+
+def test_an_mqtt_page_the_broker_sent_again_after_its_kill_is_counted_apart() -> None:
+    pages = [*all_pages(), page(0, "mqtt", T0 + 3)]
+    verdict = judge(pages, (kill("broker", T0 + 1),))
+    assert verdict.doubled_broker == [(("a1", 0, "mqtt", "l0"), T0 + 1)]
+    assert verdict.doubled == []
+    # Another channel's double is the service's, broker kill or not.
+    verdict = judge([*all_pages(), page(0, "sms", T0 + 3)], (kill("broker", T0 + 1),))
+    assert verdict.doubled == [("a1", 0, "sms", "+15550000000")]
