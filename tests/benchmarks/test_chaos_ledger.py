@@ -19,10 +19,10 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 ledger: Any = importlib.import_module("chaos_ledger")
-soak: Any = importlib.import_module("chaos_soak")
+config: Any = importlib.import_module("chaos_config")
 
 T0 = 1_800_000_000.0  # seconds
-LEVELS = soak.policy_levels([0, 3, 6])
+LEVELS = config.policy_levels([0, 3, 6])
 
 
 def alert(name: str = "a1", **fields: Any) -> Any:
@@ -38,7 +38,7 @@ def alert(name: str = "a1", **fields: Any) -> Any:
 
 
 def page(level: int, channel: str, at: float, alert_id: str = "a1", kind: str = "alert") -> Any:
-    recipient = soak.recipients(level)[channel]
+    recipient = config.recipients(level)[channel]
     return ledger.Page(at, channel, recipient, kind, level, (alert_id,))
 
 
@@ -46,7 +46,7 @@ def all_pages(lateness: float = 0.1, alert_id: str = "a1", levels: int = 3) -> l
     return [
         page(n, ch, T0 + LEVELS[n].delay + lateness, alert_id)
         for n in range(levels)
-        for ch in soak.CHANNELS
+        for ch in config.CHANNELS
     ]
 
 
@@ -229,13 +229,13 @@ def test_a_broker_kill_right_after_the_puback_excuses_a_loss() -> None:
 def test_the_soak_template_names_alert_and_level_on_every_channel(tmp_path: Path) -> None:
     """Render the soak's template with the service's renderer, shape each channel's
     request the way the sinks record it, and attribute it back."""
-    (tmp_path / "soak.j2").write_text(soak.TEMPLATE)
+    (tmp_path / "soak.j2").write_text(config.TEMPLATE)
     renderer = TemplateRenderer(
         TemplatesConfig.from_section({"base_dir": str(tmp_path), "default_template": "soak.j2"})
     )
     state = {"id": "soak-t000042-0123abcd", "type": "t000042", "source": "soak", "priority": "P1"}
     message = renderer.render("alert", [state], level=2)
-    who = soak.recipients(2)
+    who = config.recipients(2)
     raws = [
         {
             "channel": "email",
