@@ -218,8 +218,9 @@ class PageVerdict:
     # mqtt pages the broker delivered again after its own kill (MQTT's at-least-once)
     doubled_broker: list[tuple[Key, float]] = field(default_factory=list)
     late: list[tuple[Key, float, float]] = field(default_factory=list)  # key, due, lateness s
-    # Due while the killed service was down, and sent within `late_s` of it being online
-    # again: late by the restart itself (a single replica cannot do better).
+    # Due less than `late_s` before a service kill or while the service was down, and
+    # sent within `late_s` of it being online again: late by the restart itself (a
+    # single replica cannot do better).
     late_restart: list[tuple[Key, float, float]] = field(default_factory=list)
     lateness: list[float] = field(default_factory=list)  # every required page's, seconds
     unexpected: list[tuple[Key, str]] = field(default_factory=list)  # key, why
@@ -368,10 +369,12 @@ def _judge_arrivals(
         lateness = got[0] - due
         out.lateness.append(lateness)
         if lateness > late_s:
+            # The kill cut into the page's own `late_s` (or it fell due while the service
+            # was down), and it went out within `late_s` of the service being back.
             by_restart = any(
                 k.target == SERVICE
                 and k.online is not None
-                and k.at <= due <= k.online
+                and k.at - late_s <= due <= k.online
                 and got[0] <= k.online + late_s
                 for k in kills
             )
@@ -389,10 +392,11 @@ def percentile(values: list[float], p: float) -> float:
 def late_by_kill(
     late: list[tuple[Key, float, float]], kills: list[Kill], t0: float
 ) -> Counter[str]:
-    """Late pages by the last kill before their due time ("none" before the first), the
-    kill named `<target> +<seconds after t0>`."""
+    """Late pages by the first kill from 2 s before their due time to their arrival (the
+    one that started the trouble), named `<target> +<seconds after t0>`; "no kill" when
+    none fell in between."""
     out: Counter[str] = Counter()
-    for _key, due, _lateness in late:
-        before = [k for k in kills if k.at <= due]
-        out[f"{before[-1].target} +{before[-1].at - t0:.1f}s" if before else "none"] += 1
+    for _key, due, lateness in late:
+        near = [k for k in kills if due - 2.0 <= k.at <= due + lateness]
+        out[f"{near[0].target} +{near[0].at - t0:.1f}s" if near else "no kill"] += 1
     return out

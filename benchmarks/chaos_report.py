@@ -180,7 +180,7 @@ def report(
             )
     if pages.late:
         print(
-            "late pages by the last kill before their due time: "
+            "late pages by the kill that started it: "
             + ", ".join(f"{k}: {n}" for k, n in late_by_kill(pages.late, soak_kills, t0).items())
         )
     log = run["log"]

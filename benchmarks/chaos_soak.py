@@ -26,6 +26,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -350,6 +351,9 @@ def run(args: argparse.Namespace) -> int:
     observer: Observer | None = None
     publisher: Publisher | None = None
     counter: LogCounter | None = None
+    halt = threading.Event()  # stops the publisher early (Ctrl-C, SIGTERM, an error)
+    # SIGTERM ends the soak like Ctrl-C does: through `finally`, which stops every child.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         soak.redis.start()
         soak.broker.start()
@@ -374,7 +378,7 @@ def run(args: argparse.Namespace) -> int:
         # Kills and restarts run on this thread: a child started with PR_SET_PDEATHSIG
         # (embedded.spawn) gets SIGTERM when the *thread* that started it ends.
         sender = threading.Thread(
-            target=publisher.run, args=(seconds, args.rate, args.new_rate, threading.Event())
+            target=publisher.run, args=(seconds, args.rate, args.new_rate, halt), daemon=True
         )
         sender.start()
         chaos(soak, kill_rng, sender, t0)
@@ -392,6 +396,7 @@ def run(args: argparse.Namespace) -> int:
         counter.stop.set()
         counter.join()
     finally:
+        halt.set()
         for part in (publisher, observer):
             if part is not None:
                 part.close()

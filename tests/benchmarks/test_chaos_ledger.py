@@ -259,10 +259,18 @@ def test_the_soak_template_names_alert_and_level_on_every_channel(tmp_path: Path
     assert keys == {(2, ch, r) for ch, r in LEVELS[2].targets}
 
 
-def test_late_pages_are_grouped_by_the_kill_before_them() -> None:
-    late = [(("a", 1, "sms", "x"), T0 + 5, 3.0), (("b", 1, "sms", "x"), T0 + 50, 9.0)]
-    kills = [kill("redis", T0 + 1), kill("service", T0 + 40)]
-    assert dict(ledger.late_by_kill(late, kills, T0)) == {"redis +1.0s": 1, "service +40.0s": 1}
+def test_late_pages_are_grouped_by_the_kill_that_started_it() -> None:
+    late = [
+        (("a", 1, "sms", "x"), T0 + 5, 3.0),  # due 4 s after the Redis kill
+        (("b", 1, "sms", "x"), T0 + 39.9, 9.0),  # due just before the service kill
+        (("c", 1, "sms", "x"), T0 + 20, 2.5),  # no kill near
+    ]
+    kills = [kill("redis", T0 + 6), kill("service", T0 + 40), kill("broker", T0 + 45)]
+    assert dict(ledger.late_by_kill(late, kills, T0)) == {
+        "redis +6.0s": 1,
+        "service +40.0s": 1,
+        "no kill": 1,
+    }
 
 
 def test_pages_late_only_by_the_services_restart_are_counted_apart() -> None:
@@ -271,11 +279,21 @@ def test_pages_late_only_by_the_services_restart_are_counted_apart() -> None:
     pages = all_pages()
     pages.remove(page(1, "sms", T0 + 3.1))
     pages.append(page(1, "sms", T0 + 6.5))  # due +3 while down, out 1 s after online
-    pages.remove(page(0, "email", T0 + 0.1))
-    pages.append(page(0, "email", T0 + 6))  # due before the kill: held, not restarting
+    pages.remove(page(0, "slack", T0 + 0.1))
+    pages.append(page(0, "slack", T0 + 6))  # due 2.9 s before the kill: it had its chance
+    pages.remove(page(1, "email", T0 + 3.1))
+    pages.append(page(1, "email", T0 + 9))  # due while down, but 3.5 s after online
     verdict = judge(pages, tuple(killed))
     assert [k for k, _d, _l in verdict.late_restart] == [("a1", 1, "sms", "+15550000001")]
-    assert [k for k, _d, _l in verdict.late] == [("a1", 0, "email", "l0@soak.test")]
+    assert sorted(k for k, _d, _l in verdict.late) == [
+        ("a1", 0, "slack", "soak_l0"),
+        ("a1", 1, "email", "l1@soak.test"),
+    ]
+    # Due 1 s before the kill: the kill cut into its 2 s, so the restart excuses it.
+    late_kill = ledger.with_online([kill("service", T0 + 1)], [T0 + 2])
+    pages = [p for p in all_pages(levels=1) if p.channel != "sms"] + [page(0, "sms", T0 + 3.5)]
+    verdict = judge(pages, tuple(late_kill))
+    assert [k for k, _d, _l in verdict.late_restart] == [("a1", 0, "sms", "+15550000000")]
 
 
 def test_an_mqtt_page_the_broker_sent_again_after_its_kill_is_counted_apart() -> None:
