@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -251,6 +252,49 @@ class GroupRecord:
         }
 
 
+# How much of an alert's message the summary repeats: the list is for a dashboard, and
+# Home Assistant stores no attributes past 16 KiB.
+SUMMARY_MESSAGE_CHARS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    """One line of the summary's list of open alerts (for a dashboard)."""
+
+    id: str
+    priority: Priority
+    state: State
+    source: str
+    type: str
+    message: str
+    first_seen: int
+
+    def to_public(self, now: int) -> dict[str, Any]:
+        message = self.message
+        if len(message) > SUMMARY_MESSAGE_CHARS:
+            message = message[: SUMMARY_MESSAGE_CHARS - 1] + "\u2026"
+        return {
+            "id": self.id,
+            "name": readable_name(self.source, self.type),
+            "priority": self.priority.value,
+            "state": self.state.value,
+            "source": self.source,
+            "type": self.type,
+            "message": message,
+            "first_seen": iso(self.first_seen),
+            "age": max(0, (now - self.first_seen) // 1000),
+        }
+
+
+_WORD_BREAKS = re.compile(r"[\s_.-]+")
+
+
+def readable_name(source: str, alert_type: str) -> str:
+    """`basement`, `water_leak` -> "Basement water leak": what a person calls the alert."""
+    text = _WORD_BREAKS.sub(" ", f"{source} {alert_type}").strip()
+    return text[:1].upper() + text[1:] if text else "Alert"
+
+
 @dataclass(frozen=True, slots=True)
 class Summary:
     active: int
@@ -259,6 +303,9 @@ class Summary:
     by_priority: dict[str, int]
     alerts: tuple[str, ...]
     active_by_priority: dict[str, int] = field(default_factory=dict)
+    # The most urgent open alerts (priority, then newest first), and when this was read.
+    open_alerts: tuple[OpenAlert, ...] = ()
+    at: int = 0
 
     @property
     def highest_priority(self) -> str | None:
@@ -277,4 +324,5 @@ class Summary:
             "active_by_priority": self.active_by_priority,
             "highest_priority": self.highest_priority,
             "alerts": list(self.alerts),
+            "open_alerts": [alert.to_public(self.at) for alert in self.open_alerts],
         }

@@ -148,6 +148,7 @@ class Service:
             self.settings.mqtt.base_topic,
         )
         await wait_for_redis(self.redis, self.settings.redis)
+        self.redis_ok = True
         try:
             async with asyncio.TaskGroup() as tasks:
                 children = [

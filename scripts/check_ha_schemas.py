@@ -64,6 +64,19 @@ SAMPLE_SUMMARY = {
     "by_priority": {"P1": 0, "P2": 1, "P3": 2, "P4": 0, "P5": 0},
     "highest_priority": "P2",
     "alerts": ["a1", "a2", "a3"],
+    "open_alerts": [
+        {
+            "id": "a1",
+            "name": "Garage door open",
+            "priority": "P2",
+            "state": "escalated",
+            "source": "garage",
+            "type": "door_open",
+            "message": "Garage | door\nopen",
+            "first_seen": "2026-12-03T16:00:00.000Z",
+            "age": 4000,
+        }
+    ],
 }
 EMPTY_SUMMARY = {
     "active": 0,
@@ -84,6 +97,11 @@ SAMPLE_ALERT = {
     "attributes": {},
     "count": 3,
 }
+SAMPLE_DIAGNOSTICS = {
+    "version": "0.1.0",
+    "redis": "connected",
+    "last_error": {"error": "payload is not JSON", "at": "2026-12-03T16:00:00.000Z"},
+}
 # (template key, payload) -> expected rendering
 EXPECTED = {
     ("open_alerts", json.dumps(SAMPLE_SUMMARY)): "3",
@@ -93,6 +111,12 @@ EXPECTED = {
     ("highest_priority", json.dumps(EMPTY_SUMMARY)): "none",
     ("problem", json.dumps(SAMPLE_SUMMARY)): "ON",
     ("problem", json.dumps(EMPTY_SUMMARY)): "OFF",
+    ("needs_attention", json.dumps(SAMPLE_SUMMARY)): "ON",
+    ("needs_attention", json.dumps(EMPTY_SUMMARY)): "OFF",
+    ("redis", json.dumps(SAMPLE_DIAGNOSTICS)): "ON",
+    ("version", json.dumps(SAMPLE_DIAGNOSTICS)): "0.1.0",
+    ("last_error", json.dumps(SAMPLE_DIAGNOSTICS)): "payload is not JSON",
+    ("last_error", json.dumps({**SAMPLE_DIAGNOSTICS, "last_error": None})): "none",
     ("alert", json.dumps(SAMPLE_ALERT)): "ON",
     ("alert", json.dumps({**SAMPLE_ALERT, "state": "acknowledged"})): "OFF",
     ("alert", json.dumps({**SAMPLE_ALERT, "state": "resolved"})): "OFF",
@@ -167,6 +191,14 @@ def check_templates(hass: Any, settings: DiscoverySettings) -> list[str]:
     empty = str(attrs.async_render_with_possible_json_value(""))
     if json.loads(empty) != {}:
         problems.append(f"json_attributes_template on empty payload gave {empty!r}")
+    table_template = service["components"]["open_alerts"]["json_attributes_template"]
+    summary_attrs = MqttValueTemplate(Template(table_template, hass))
+    table = json.loads(
+        str(summary_attrs.async_render_with_possible_json_value(json.dumps(SAMPLE_SUMMARY)))
+    ).get("table", "")
+    row = "| P2 | Garage door open | escalated | Garage / door open | 1 h |"
+    if row not in table.splitlines():
+        problems.append(f"open alerts table: {table!r}")
     return problems
 
 

@@ -200,6 +200,7 @@ HOMEASSISTANT = vol.Schema(
     {
         vol.Required("discovery"): boolean,
         vol.Required("discovery_prefix"): base_topic,
+        vol.Optional("configuration_url", default=None): vol.Any(None, url("http", "https")),
     }
 )
 

@@ -133,6 +133,7 @@ class TemplateSettings:
 class HomeAssistantSettings:
     discovery: bool
     discovery_prefix: str
+    configuration_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +243,7 @@ class Settings:
             homeassistant=HomeAssistantSettings(
                 discovery=cfg["homeassistant"]["discovery"],
                 discovery_prefix=cfg["homeassistant"]["discovery_prefix"],
+                configuration_url=cfg["homeassistant"].get("configuration_url"),
             ),
             http=HttpSettings(**cfg["http"]),
             log_level=cfg["logging"]["level"],

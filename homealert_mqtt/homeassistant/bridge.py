@@ -15,20 +15,26 @@ running service:
 3. on every alert state published: `alert_changed(state)` (a set look-up when the
    alert is already known); on every lifecycle event: `on_event(name, state)`;
 4. when an alert's retained state is cleared (end of retention):
-   `alert_removed(alert_id)`: HA deletes its entities.
+   `alert_removed(alert_id)`: HA deletes its entities;
+5. after HA's birth message: `clear_ghosts()`. HA deletes an entity only when the empty
+   config comes on a topic it discovered since it started; one sent while HA was down
+   leaves the entity in HA's registry for good. So alerts removed while HA was not
+   known to be online are remembered (`RemovedMemory`, in Redis), and after the birth
+   each is discovered once more and removed at once: HA deletes it for real.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
 
 from .discovery import (
     DiscoveryMessage,
     DiscoverySettings,
     alert_config_topics,
+    alert_id_of_config,
     alert_messages,
     ha_event_payload,
     parse_config_topic,
@@ -46,6 +52,16 @@ CONFIG_QOS: Final = 1
 EVENT_QOS: Final = 1
 
 
+class RemovedMemory(Protocol):
+    """Alert ids whose entities HA may still hold (store/ha_removed.py)."""
+
+    async def remember(self, alert_ids: Sequence[str]) -> None: ...
+
+    async def recall(self) -> list[str]: ...
+
+    async def forget(self, alert_ids: Sequence[str]) -> None: ...
+
+
 class DiscoveryBridge:
     """Publishes discovery configs once per alert, re-sends them when HA restarts."""
 
@@ -55,10 +71,12 @@ class DiscoveryBridge:
         settings: DiscoverySettings,
         *,
         enabled: bool = True,
+        removed: RemovedMemory | None = None,
     ) -> None:
         self._publish = publish
         self.settings = settings
         self.enabled = enabled
+        self._removed = removed
         # alert id -> its config messages, kept to re-send on HA's birth message
         self._alerts: dict[str, list[DiscoveryMessage]] = {}
         self._service_announced = False
@@ -122,6 +140,33 @@ class DiscoveryBridge:
         async with self._lock:
             self._alerts.pop(alert_id, None)
             await self._send(remove_alert(self.settings, alert_id))
+        await self._remember_unseen([alert_id])
+
+    async def _remember_unseen(self, alert_ids: Sequence[str]) -> None:
+        """Keep removals HA may have missed: unless its last word was its birth."""
+        if self._removed is not None and alert_ids and self._ha_status != "online":
+            await self._removed.remember(alert_ids)
+
+    async def clear_ghosts(self) -> int:
+        """After HA's birth: remove for real the entities of alerts removed while it was
+        away (discovered again, then emptied; HA handles both in order). Returns how many.
+        """
+        if self._removed is None or not self.enabled or self._ha_status != "online":
+            return 0
+        remembered = await self._removed.recall()
+        ghosts = [alert_id for alert_id in remembered if alert_id not in self._alerts]
+        if ghosts:
+            _LOGGER.info(
+                "removing from Home Assistant the entities of %d alerts that ended while "
+                "it was away",
+                len(ghosts),
+            )
+            async with self._lock:
+                for alert_id in ghosts:
+                    await self._send(alert_messages(self.settings, {"id": alert_id}))
+                    await self._send(remove_alert(self.settings, alert_id))
+        await self._removed.forget(remembered)
+        return len(ghosts)
 
     async def on_ha_status(self, payload: bytes) -> None:
         """HA's birth (`online`) or last will (`offline`) on `<prefix>/status`.
@@ -212,6 +257,9 @@ class DiscoveryBridge:
         _LOGGER.info("Clearing %d stale Home Assistant discovery configs", len(stale))
         async with self._lock:
             await self._send([DiscoveryMessage(topic, None) for topic in stale])
+        if self.enabled:
+            gone = {alert_id_of_config(topic, self.settings) for topic in stale}
+            await self._remember_unseen(sorted(i for i in gone if i is not None))
 
     async def _send(self, messages: list[DiscoveryMessage]) -> None:
         for message in messages:

@@ -37,13 +37,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from homealert_mqtt.models import readable_name
+
 ORIGIN_NAME: Final = "homealert-mqtt"
 DEVICE_NAME: Final = "HomeAlert"
 COMMAND_PAYLOAD: Final = '{"by": "home_assistant"}'
 
 # Lifecycle events forwarded to the HA event entity (`<base>/ha/event`); the others
 # (deduplicated, notified, ...) are too chatty to be useful in HA's logbook.
-HA_EVENT_TYPES: Final = ("created", "escalated", "acknowledged", "resolved")
+HA_EVENT_TYPES: Final = ("created", "reopened", "escalated", "acknowledged", "resolved")
 
 # Alert states in which the per-alert problem sensor is ON: open and not yet
 # acknowledged. The entity exists only while the alert's state is published, so "ON
@@ -63,7 +65,10 @@ _CONFIG_TOPIC = re.compile(
 
 SERVICE_OBJECT_ID: Final = "service"
 ALERT_OBJECT_PREFIX: Final = "alert_"
-ALERT_COMPONENTS: Final = ("binary_sensor", "button")
+# Config topics of one alert: (component, suffix of the object id). Generated alert ids
+# end in a hash or an occurrence number (`-1a2b3c4d`, `-2`), so `alert_<id>_resolve`
+# never names another alert's `alert_<id>`.
+ALERT_ENTITIES: Final = (("binary_sensor", ""), ("button", ""), ("button", "_resolve"))
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,10 @@ class DiscoverySettings:
     def event_topic(self) -> str:
         return f"{self.base_topic}/ha/event"
 
+    @property
+    def diagnostics_topic(self) -> str:
+        return f"{self.base_topic}/diagnostics"
+
 
 def node_id_for(base_topic: str) -> str:
     """Node id for the discovery topics, from the base topic.
@@ -147,9 +156,30 @@ def alert_object_id(alert_id: str) -> str:
 
 
 def alert_config_topics(prefix: str, node_id: str, alert_id: str) -> list[str]:
-    """The config topics of one alert's entities (binary_sensor, then button)."""
+    """The config topics of one alert's entities: problem sensor, Acknowledge, Resolve."""
     object_id = alert_object_id(alert_id)
-    return [f"{prefix}/{component}/{node_id}/{object_id}/config" for component in ALERT_COMPONENTS]
+    return [
+        f"{prefix}/{component}/{node_id}/{object_id}{suffix}/config"
+        for component, suffix in ALERT_ENTITIES
+    ]
+
+
+def alert_id_of_config(topic: str, settings: DiscoverySettings) -> str | None:
+    """The alert id behind one of our per-alert config topics, else None."""
+    parsed = parse_config_topic(topic)
+    if parsed is None:
+        return None
+    component, node_id, object_id = parsed
+    if node_id != settings.node_id or not object_id.startswith(ALERT_OBJECT_PREFIX):
+        return None
+    alert_id = object_id.removeprefix(ALERT_OBJECT_PREFIX)
+    for entity_component, suffix in ALERT_ENTITIES:
+        if suffix and component == entity_component and alert_id.endswith(suffix):
+            alert_id = alert_id.removesuffix(suffix)
+            break
+    if topic not in alert_config_topics(settings.prefix, settings.node_id, alert_id):
+        return None
+    return alert_id or None
 
 
 def service_config_topic(prefix: str, node_id: str) -> str:
@@ -241,6 +271,7 @@ def _service_components(settings: DiscoverySettings) -> dict[str, dict[str, Any]
                 "{{ (value_json.active | int(0)) + (value_json.acknowledged | int(0)) }}"
             ),
             "json_attributes_topic": summary,
+            "json_attributes_template": _SUMMARY_ATTRIBUTES_TEMPLATE,
             "state_class": "measurement",
             "unit_of_measurement": "alerts",
             "icon": "mdi:bell-alert",
@@ -278,6 +309,16 @@ def _service_components(settings: DiscoverySettings) -> dict[str, dict[str, Any]
             ),
             "device_class": "problem",
         },
+        "needs_attention": {
+            "platform": "binary_sensor",
+            "name": "Needs attention",
+            **_ids(settings, "binary_sensor", "needs_attention"),
+            "state_topic": summary,
+            # on while an open alert waits for someone; acknowledging turns it off
+            "value_template": "{{ 'ON' if (value_json.active | int(0)) > 0 else 'OFF' }}",
+            "device_class": "problem",
+            "icon": "mdi:account-alert",
+        },
         "ack_all": {
             "platform": "button",
             "name": "Acknowledge all",
@@ -294,6 +335,60 @@ def _service_components(settings: DiscoverySettings) -> dict[str, dict[str, Any]
             "state_topic": settings.event_topic,
             "event_types": list(HA_EVENT_TYPES),
             "icon": "mdi:bell-badge",
+        },
+        **_diagnostic_components(settings),
+    }
+
+
+def _diagnostic_components(settings: DiscoverySettings) -> dict[str, dict[str, Any]]:
+    """Connections, version and last error, under the device's Diagnostic section."""
+    diagnostics = settings.diagnostics_topic
+    common = {"entity_category": "diagnostic"}
+    return {
+        "broker": {
+            "platform": "binary_sensor",
+            "name": "Broker connection",
+            **_ids(settings, "binary_sensor", "broker"),
+            # The service's own status (its last will says offline). No availability:
+            # "disconnected" is the answer here, not "unavailable".
+            "availability": [],
+            "state_topic": f"{settings.base_topic}/status",
+            "payload_on": "online",
+            "payload_off": "offline",
+            "device_class": "connectivity",
+            **common,
+        },
+        "redis": {
+            "platform": "binary_sensor",
+            "name": "Redis connection",
+            **_ids(settings, "binary_sensor", "redis"),
+            "state_topic": diagnostics,
+            "value_template": "{{ 'ON' if value_json.redis == 'connected' else 'OFF' }}",
+            "device_class": "connectivity",
+            **common,
+        },
+        "version": {
+            "platform": "sensor",
+            "name": "Version",
+            **_ids(settings, "sensor", "version"),
+            "state_topic": diagnostics,
+            "value_template": "{{ value_json.version }}",
+            "icon": "mdi:tag-outline",
+            **common,
+        },
+        "last_error": {
+            "platform": "sensor",
+            "name": "Last error",
+            **_ids(settings, "sensor", "last_error"),
+            "state_topic": diagnostics,
+            # A state is at most 255 characters; the whole report is in the attributes.
+            "value_template": (
+                "{{ (value_json.last_error.error if value_json.last_error else 'none')[:255] }}"
+            ),
+            "json_attributes_topic": diagnostics,
+            "json_attributes_template": "{{ (value_json.last_error or {}) | tojson }}",
+            "icon": "mdi:alert-circle-outline",
+            **common,
         },
     }
 
@@ -313,6 +408,21 @@ def service_removal(settings: DiscoverySettings) -> list[DiscoveryMessage]:
     return [DiscoveryMessage(service_config_topic(settings.prefix, settings.node_id), None)]
 
 
+# The summary as the attributes of "Open alerts", plus `table`: its `open_alerts` as a
+# Markdown table, so that a Markdown card shows them with no template logic of its own.
+_SUMMARY_ATTRIBUTES_TEMPLATE: Final = (
+    "{% set t = namespace(rows='') %}"
+    "{% for a in value_json.open_alerts | default([]) %}"
+    "{% set s = a.age | int(0) %}"
+    "{% set age = (s // 86400) ~ ' d' if s >= 86400 else (s // 3600) ~ ' h' if s >= 3600"
+    " else (s // 60) ~ ' min' if s >= 60 else 'now' %}"
+    "{% set t.rows = t.rows ~ '| ' ~ a.priority ~ ' | ' ~ a.name ~ ' | ' ~ a.state ~ ' | '"
+    " ~ (a.message or '') | replace('|', '/') | replace('\\n', ' ') ~ ' | ' ~ age ~ ' |\\n' %}"
+    "{% endfor %}"
+    "{{ dict(value_json, table=('| | Alert | State | Message | Age |\\n|---|---|---|---|---|\\n'"
+    " ~ t.rows) if t.rows else 'No open alerts.') | tojson }}"
+)
+
 # -- one alert ------------------------------------------------------------------------
 
 # `state` is on HA's list of attribute names it drops, so the alert's state is copied
@@ -331,24 +441,43 @@ _ALERT_STATE_TEMPLATE: Final = (
 )
 
 
+def alert_device(settings: DiscoverySettings, alert_id: str, name: str) -> dict[str, Any]:
+    """Each alert is a device of its own, connected through the HomeAlert device.
+
+    Its problem sensor has no name of its own (`name: null`, the device's main
+    feature), so Home Assistant calls it "Basement water leak", and its buttons
+    "Basement water leak Acknowledge"; with the entities on the service device they
+    would all read "HomeAlert ...". The device goes when its last entity goes.
+    """
+    return {
+        "identifiers": [f"homealert_{settings.node_id}_{alert_object_id(alert_id)}"],
+        "name": name,
+        "manufacturer": ORIGIN_NAME,
+        "model": "Alert",
+        "via_device": f"homealert_{settings.node_id}",
+    }
+
+
 def alert_messages(settings: DiscoverySettings, alert: Mapping[str, Any]) -> list[DiscoveryMessage]:
-    """Configs for one alert's problem binary_sensor and "Acknowledge" button.
+    """Configs for one alert's problem binary_sensor and its Acknowledge and Resolve buttons.
 
     `alert` is the alert state as published on `<base>/alert/<id>`; only `id`,
     `source` and `type` are read (names are fixed when the entity is created).
     """
     alert_id = str(alert["id"])
-    label = f"{alert.get('source', '?')} {alert.get('type', '?')}"
+    name = readable_name(str(alert.get("source") or ""), str(alert.get("type") or ""))
     state_topic = f"{settings.base_topic}/alert/{alert_id}"
     key = alert_object_id(alert_id)
-    sensor_topic, button_topic = alert_config_topics(settings.prefix, settings.node_id, alert_id)
+    sensor_topic, ack_topic, resolve_topic = alert_config_topics(
+        settings.prefix, settings.node_id, alert_id
+    )
     common = {
-        "device": _device(settings),
+        "device": alert_device(settings, alert_id, name),
         "origin": _origin(settings),
         "availability": _availability(settings),
     }
     sensor = {
-        "name": f"Alert {label}",
+        "name": None,
         **_ids(settings, "binary_sensor", key),
         "state_topic": state_topic,
         "value_template": _ALERT_STATE_TEMPLATE,
@@ -357,8 +486,8 @@ def alert_messages(settings: DiscoverySettings, alert: Mapping[str, Any]) -> lis
         "device_class": "problem",
         **common,
     }
-    button = {
-        "name": f"Acknowledge {label}",
+    ack = {
+        "name": "Acknowledge",
         **_ids(settings, "button", f"{key}_ack"),
         "command_topic": f"{state_topic}/ack",
         "payload_press": COMMAND_PAYLOAD,
@@ -366,7 +495,20 @@ def alert_messages(settings: DiscoverySettings, alert: Mapping[str, Any]) -> lis
         "icon": "mdi:check",
         **common,
     }
-    return [DiscoveryMessage(sensor_topic, sensor), DiscoveryMessage(button_topic, button)]
+    resolve = {
+        "name": "Resolve",
+        **_ids(settings, "button", f"{key}_resolve"),
+        "command_topic": f"{state_topic}/resolve",
+        "payload_press": COMMAND_PAYLOAD,
+        "qos": 1,
+        "icon": "mdi:check-circle-outline",
+        **common,
+    }
+    return [
+        DiscoveryMessage(sensor_topic, sensor),
+        DiscoveryMessage(ack_topic, ack),
+        DiscoveryMessage(resolve_topic, resolve),
+    ]
 
 
 def remove_alert(settings: DiscoverySettings, alert_id: str) -> list[DiscoveryMessage]:

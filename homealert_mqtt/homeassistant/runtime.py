@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -34,12 +35,14 @@ from homealert_mqtt import __version__
 from homealert_mqtt.mqtt.backoff import Backoff
 from homealert_mqtt.mqtt.client_options import client_kwargs
 from homealert_mqtt.pipeline.publish import StateListener
+from homealert_mqtt.store.ha_removed import RemovedEntities
 
 from .bridge import DiscoveryBridge
+from .diagnostics import DiagnosticsPublisher
 from .discovery import HA_EVENT_TYPES, DiscoverySettings
 
 if TYPE_CHECKING:
-    from homealert_mqtt.config.settings import MqttSettings
+    from homealert_mqtt.config.settings import MqttSettings, Settings
     from homealert_mqtt.models import AlertRecord
     from homealert_mqtt.mqtt.link import Inbound, Resolver
     from homealert_mqtt.service import Service
@@ -50,6 +53,7 @@ _LOGGER = logging.getLogger(__name__)
 # fewer retained configs only means fewer stale ones cleared, never a live one.
 SCAN_TIMEOUT: Final = 30.0
 _HA_EVENTS: Final = frozenset(HA_EVENT_TYPES)
+_WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 - compared, not bound
 
 
 def event_fields(alert: AlertRecord) -> dict[str, Any]:
@@ -109,6 +113,7 @@ class HomeAssistantListener(StateListener):
             await self._resend_due.wait()
             self._resend_due.clear()
             await self.bridge.resend_all()
+            await self.bridge.clear_ghosts()
 
 
 async def read_retained_configs(
@@ -187,9 +192,17 @@ def install(service: Service, resolve: Resolver) -> DiscoveryBridge:
     ha = service.settings.homeassistant
     mqtt = service.settings.mqtt
     settings = DiscoverySettings(
-        base_topic=mqtt.base_topic, prefix=ha.discovery_prefix, sw_version=__version__
+        base_topic=mqtt.base_topic,
+        prefix=ha.discovery_prefix,
+        sw_version=__version__,
+        configuration_url=configuration_url(service.settings),
     )
-    bridge = DiscoveryBridge(service.outbound.publish, settings, enabled=ha.discovery)
+    bridge = DiscoveryBridge(
+        service.outbound.publish,
+        settings,
+        enabled=ha.discovery,
+        removed=RemovedEntities(service.redis, service.keys, service.clock),
+    )
     if not ha.discovery:
 
         async def home_assistant_cleanup() -> None:
@@ -201,6 +214,14 @@ def install(service: Service, resolve: Resolver) -> DiscoveryBridge:
 
     listener = HomeAssistantListener(bridge)
     service.add_listener(listener)
+    diagnostics = DiagnosticsPublisher(
+        service.outbound.publish,
+        settings.diagnostics_topic,
+        version=__version__,
+        redis_ok=lambda: service.redis_ok,
+        clock=service.clock,
+    )
+    service.add_listener(diagnostics)
     service.add_subscription(bridge.status_topic, listener.on_ha_status)
     cleaned = False
 
@@ -213,5 +234,23 @@ def install(service: Service, resolve: Resolver) -> DiscoveryBridge:
             cleaned = True
         await listener.resend_loop()
 
+    async def home_assistant_diagnostics() -> None:
+        await service.outbound.connected.wait()
+        await diagnostics.run()
+
     service.add_task(home_assistant)
+    service.add_task(home_assistant_diagnostics)
     return bridge
+
+
+def configuration_url(settings: Settings) -> str | None:
+    """The device's "Visit" link: as configured, else the health endpoint when it is on."""
+    configured = settings.homeassistant.configuration_url
+    if configured or not settings.http.enabled:
+        return configured
+    host = settings.http.host
+    if host in _WILDCARD_HOSTS:
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    return f"http://{host}:{settings.http.port}/healthz"

@@ -7,6 +7,7 @@ Every retained payload is a snapshot read from Redis, so publishing twice is har
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -23,6 +24,9 @@ _LOGGER = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, int, bool], Awaitable[None]]
 ERROR_PAYLOAD_BYTES = 256
 SUMMARY_DEBOUNCE = 0.2  # seconds: a burst of alerts makes one summary, not thousands
+# Seconds between summaries while alerts are open and nothing changes: the ages in its
+# `open_alerts` stay current to the minute for a dashboard.
+SUMMARY_REFRESH = 60.0
 
 
 class StateListener:
@@ -65,6 +69,8 @@ class StatePublisher:
         self.outage = outage or Outage("Redis")
         self.listeners: list[StateListener] = []
         self._summary_due = asyncio.Event()
+        self.summary_refresh = SUMMARY_REFRESH
+        self._open_listed = False  # the last summary listed open alerts
         # While a resync runs: the topics published since it began. Its snapshot of them
         # is older than what was published, so it must not overwrite them.
         self._fresh: set[str] | None = None
@@ -164,16 +170,21 @@ class StatePublisher:
 
     async def summary(self) -> None:
         summary = await self.store.summary()
+        self._open_listed = bool(summary.open_alerts)
         await self._publish(self.topics.summary, dumps(summary.to_public()), 1, True)
 
     async def run_summary(self) -> None:
-        """Publish the summary after changes, at most every SUMMARY_DEBOUNCE seconds.
+        """Publish the summary after changes, at most every SUMMARY_DEBOUNCE seconds, and
+        every `summary_refresh` seconds while it lists open alerts (their ages move).
 
         While Redis is away the summary waits with it (backing off, without a line per
         try); a bug in it is logged once per change, not once per debounce."""
         backoff = Backoff(initial=SUMMARY_DEBOUNCE, cap=RETRY_CAP)
         while True:
-            await self._summary_due.wait()
+            refresh = self.summary_refresh if self._open_listed else None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(refresh):
+                    await self._summary_due.wait()
             await asyncio.sleep(SUMMARY_DEBOUNCE)
             self._summary_due.clear()
             try:

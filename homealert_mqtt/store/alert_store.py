@@ -13,11 +13,15 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from homealert_mqtt.config.settings import AlertSettings
-from homealert_mqtt.models import AlertRecord, GroupRecord, Priority, State, Summary
+from homealert_mqtt.models import AlertRecord, GroupRecord, OpenAlert, Priority, State, Summary
 from homealert_mqtt.store.keys import Keys
 from homealert_mqtt.store.scripts import Scripts, as_str
 
 SUMMARY_NEWEST = 50
+# The summary's `open_alerts`: the most urgent SUMMARY_LISTED among the newest
+# SUMMARY_DESCRIBED open alerts (bounded work for the script in an alert storm).
+SUMMARY_LISTED = 20
+SUMMARY_DESCRIBED = 200
 # Alerts per ingest.lua call. Each call holds Redis for ~80 us per alert (other clients,
 # the escalation engine and other replicas, wait meanwhile), and pays a fixed cost once.
 INGEST_CHUNK = 64
@@ -343,10 +347,16 @@ class AlertStore:
 
     # -- reads
     async def summary(self) -> Summary:
-        open_, acked, escalated, by, active_by, newest = await self.scripts.summary(
-            keys=[self.keys.prefix], args=[SUMMARY_NEWEST]
+        now = self.clock()
+        open_, acked, escalated, by, active_by, newest, described = await self.scripts.summary(
+            keys=[self.keys.prefix], args=[SUMMARY_NEWEST, SUMMARY_DESCRIBED]
         )
         names = [p.value for p in Priority]
+        listed = sorted(
+            (_open_alert([as_str(f) for f in fields]) for fields in described),
+            # most urgent first; among equals the newest (the script's order)
+            key=lambda alert: alert.priority.value,
+        )
         return Summary(
             active=int(open_) - int(acked),
             acknowledged=int(acked),
@@ -354,6 +364,8 @@ class AlertStore:
             by_priority=dict(zip(names, (int(n) for n in by), strict=True)),
             active_by_priority=dict(zip(names, (int(n) for n in active_by), strict=True)),
             alerts=tuple(as_str(i) for i in newest),
+            open_alerts=tuple(listed[:SUMMARY_LISTED]),
+            at=now,
         )
 
     async def get_alert(self, alert_id: str) -> AlertRecord | None:
@@ -412,3 +424,17 @@ class AlertStore:
                 )
         entries.sort(key=lambda e: e.at, reverse=True)
         return entries[:limit]
+
+
+def _open_alert(fields: list[str]) -> OpenAlert:
+    """From summary.lua's {id, priority, state, source, type, message, first_seen}."""
+    alert_id, priority, state, source, alert_type, message, first_seen = fields
+    return OpenAlert(
+        id=alert_id,
+        priority=Priority(priority),
+        state=State(state),
+        source=source,
+        type=alert_type,
+        message=message,
+        first_seen=int(first_seen),
+    )

@@ -63,6 +63,12 @@ class Keys:
     def clear_pending(self) -> str:
         return self._k("clear")  # set: "alert:<id>" / "group:<id>" whose topics await clearing
 
+    @property
+    def ha_removed(self) -> str:
+        # zset: alert ids whose Home Assistant entities were removed while HA may not
+        # have been listening, by when (ms); see store/ha_removed.py
+        return self._k("ha_removed")
+
     def seen(self, client_session: str) -> str:
         # hash: packet id -> digest of the last message, per "<client id>.<session>"
         return self._k("seen", client_session)

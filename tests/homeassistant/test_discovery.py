@@ -36,6 +36,7 @@ from homealert_mqtt.homeassistant.discovery import (
     DiscoveryMessage,
     DiscoverySettings,
     alert_config_topics,
+    alert_id_of_config,
     alert_messages,
     ha_event_payload,
     node_id_for,
@@ -231,12 +232,21 @@ def test_entity_keys_are_documented(component: str, config: dict[str, Any]) -> N
 def test_device_and_origin_blocks(component: str, config: dict[str, Any]) -> None:
     device, origin = config["device"], config["origin"]
     assert device.keys() <= DEVICE_KEYS
-    assert device["identifiers"] == [f"homealert_{BASE}"]
     # HA wants the device name in every entity's device block.
-    assert device["name"] == "HomeAlert"
-    assert device["sw_version"] == "1.2.3"
+    topic = config.get("state_topic") or config["command_topic"]
+    if topic.startswith(f"{BASE}/alert/"):
+        # an alert: a device of its own, reached through the service's device
+        alert_id = topic.split("/")[2]
+        assert device["identifiers"] == [f"homealert_{BASE}_alert_{alert_id}"]
+        assert device["via_device"] == f"homealert_{BASE}"
+        assert device["model"] == "Alert"
+    else:
+        assert device["identifiers"] == [f"homealert_{BASE}"]
+        assert device["name"] == "HomeAlert"
+        assert device["sw_version"] == "1.2.3"
     assert origin.keys() <= ORIGIN_KEYS
     assert origin["name"] == "homealert-mqtt"
+    assert origin["sw_version"] == "1.2.3"
 
 
 def test_optional_urls_only_when_configured() -> None:
@@ -256,10 +266,15 @@ def test_optional_urls_only_when_configured() -> None:
 
 def test_topics_are_the_contract_topics() -> None:
     alert_ids = [str(a["id"]) for a in ALERTS]
-    state_topics = {f"{BASE}/summary", f"{BASE}/ha/event"} | {
-        f"{BASE}/alert/{i}" for i in alert_ids
+    state_topics = {
+        f"{BASE}/summary",
+        f"{BASE}/ha/event",
+        f"{BASE}/status",
+        f"{BASE}/diagnostics",
+    } | {f"{BASE}/alert/{i}" for i in alert_ids}
+    command_topics = {f"{BASE}/ack_all"} | {
+        f"{BASE}/alert/{i}/{verb}" for i in alert_ids for verb in ("ack", "resolve")
     }
-    command_topics = {f"{BASE}/ack_all"} | {f"{BASE}/alert/{i}/ack" for i in alert_ids}
     for component, config in _all_entities():
         for key, value in config.items():
             if key in {"state_topic", "json_attributes_topic"}:
@@ -280,9 +295,44 @@ def test_service_device_has_the_contract_entities() -> None:
         ("sensor", "Active alerts"),
         ("sensor", "Highest priority"),
         ("binary_sensor", "Problem"),
+        ("binary_sensor", "Needs attention"),
         ("button", "Acknowledge all"),
         ("event", "Alert event"),
+        ("binary_sensor", "Broker connection"),
+        ("binary_sensor", "Redis connection"),
+        ("sensor", "Version"),
+        ("sensor", "Last error"),
     }
+
+
+def test_diagnostic_entities() -> None:
+    """Connections, version and last error sit in the device's Diagnostic section."""
+    components = dict(service_messages(SETTINGS)[0].payload["components"])  # type: ignore[index]
+    diagnostic = {k for k, c in components.items() if c.get("entity_category") == "diagnostic"}
+    assert diagnostic == {"broker", "redis", "version", "last_error"}
+    assert components["broker"]["device_class"] == "connectivity"
+    assert components["redis"]["device_class"] == "connectivity"
+    # The broker sensor says "disconnected" when the service is gone, not "unavailable".
+    assert components["broker"]["availability"] == []
+    diagnostics = {
+        "version": "1.2.3",
+        "redis": "connected",
+        "last_error": {"error": "payload is not JSON", "at": "2026-12-03T16:00:00.000Z"},
+    }
+    down = {**diagnostics, "redis": "disconnected", "last_error": None}
+    assert _render(components["redis"]["value_template"], json.dumps(diagnostics)) == "ON"
+    assert _render(components["redis"]["value_template"], json.dumps(down)) == "OFF"
+    assert _render(components["version"]["value_template"], json.dumps(down)) == "1.2.3"
+    last_error = components["last_error"]
+    assert _render(last_error["value_template"], json.dumps(diagnostics)) == "payload is not JSON"
+    assert _render(last_error["value_template"], json.dumps(down)) == "none"
+    long_error = {**diagnostics, "last_error": {"error": "x" * 600, "at": None}}
+    assert len(_render(last_error["value_template"], json.dumps(long_error))) == 255
+    attributes = json.loads(
+        _render(last_error["json_attributes_template"], json.dumps(diagnostics))
+    )
+    assert attributes == diagnostics["last_error"]
+    assert json.loads(_render(last_error["json_attributes_template"], json.dumps(down))) == {}
 
 
 def test_buttons_send_who_pressed() -> None:
@@ -307,23 +357,54 @@ def test_names_do_not_repeat_the_device_name(base: str) -> None:
     messages = service_messages(settings) + alert_messages(settings, ALERTS[0])
     for message in messages:
         for _, config in _components(message):
-            assert config["device"]["name"] == settings.device_name
-            assert "homealert" not in config["name"].lower()
-            assert settings.device_name.lower() not in config["name"].lower()
+            name = config["name"] or ""  # None: the device's name alone
+            assert "homealert" not in name.lower()
+            assert config["device"]["name"].lower() not in name.lower()
+
+
+def _friendly_name(config: dict[str, Any]) -> str:
+    """What HA shows: the device's name, then the entity's (has_entity_name)."""
+    return " ".join(filter(None, [config["device"]["name"], config["name"]]))
 
 
 def test_alert_entities() -> None:
-    sensor, button = alert_messages(SETTINGS, ALERTS[0])
+    sensor, ack, resolve = alert_messages(SETTINGS, ALERTS[0])
     assert sensor.topic == f"homeassistant/binary_sensor/{BASE}/alert_a1/config"
-    assert button.topic == f"homeassistant/button/{BASE}/alert_a1/config"
+    assert ack.topic == f"homeassistant/button/{BASE}/alert_a1/config"
+    assert resolve.topic == f"homeassistant/button/{BASE}/alert_a1_resolve/config"
     assert sensor.payload is not None
-    assert button.payload is not None
-    assert sensor.payload["name"] == "Alert garage door_open"
+    assert ack.payload is not None
+    assert resolve.payload is not None
     assert sensor.payload["device_class"] == "problem"
     assert sensor.payload["unique_id"] == f"homealert_{BASE}_alert_a1"
-    assert button.payload["name"] == "Acknowledge garage door_open"
-    assert button.payload["unique_id"] == f"homealert_{BASE}_alert_a1_ack"
-    assert [sensor.topic, button.topic] == alert_config_topics("homeassistant", BASE, "a1")
+    assert ack.payload["unique_id"] == f"homealert_{BASE}_alert_a1_ack"
+    assert resolve.payload["unique_id"] == f"homealert_{BASE}_alert_a1_resolve"
+    assert resolve.payload["command_topic"] == f"{BASE}/alert/a1/resolve"
+    assert resolve.payload["default_entity_id"] == f"button.{BASE}_alert_a1_resolve"
+    assert [sensor.topic, ack.topic, resolve.topic] == alert_config_topics(
+        "homeassistant", BASE, "a1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "alert_type", "name"),
+    [
+        ("basement", "water_leak", "Basement water leak"),
+        ("garage", "door-open", "Garage door open"),
+        ("nas.local", "disk_SMART", "Nas local disk SMART"),
+        ("", "", "Alert"),
+    ],
+)
+def test_alert_names_read_like_speech(source: str, alert_type: str, name: str) -> None:
+    """The names HA shows: the alert, then what the button does; no id, no hash."""
+    alert = {"id": "basement-water_leak-1a2b3c4d", "source": source, "type": alert_type}
+    sensor, ack, resolve = (json.loads(m.encode()) for m in alert_messages(SETTINGS, alert))
+    assert _friendly_name(sensor) == name
+    assert _friendly_name(ack) == f"{name} Acknowledge"
+    assert _friendly_name(resolve) == f"{name} Resolve"
+    for config in (sensor, ack, resolve):
+        assert "1a2b3c4d" not in _friendly_name(config)
+        assert "1a2b3c4d" in config["default_entity_id"]  # the entity id may keep it
 
 
 def test_remove_alert_is_empty_retained() -> None:
@@ -344,12 +425,22 @@ def test_custom_prefix_and_base() -> None:
     assert topics == [
         "ha/binary_sensor/house_alerts/alert_a1/config",
         "ha/button/house_alerts/alert_a1/config",
+        "ha/button/house_alerts/alert_a1_resolve/config",
     ]
     config = _components(alert_messages(settings, ALERTS[0])[0])[0][1]
     assert config["state_topic"] == "house/alerts/alert/a1"
 
 
 # -- topics and ids --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alert_id", ["a1", "b-2_x", "basement-water_leak-1a2b3c4d-2"])
+def test_alert_id_of_config(alert_id: str) -> None:
+    for topic in alert_config_topics("homeassistant", BASE, alert_id):
+        assert alert_id_of_config(topic, SETTINGS) == alert_id
+    assert alert_id_of_config(service_messages(SETTINGS)[0].topic, SETTINGS) is None
+    other_node = f"homeassistant/button/other/alert_{alert_id}/config"
+    assert alert_id_of_config(other_node, SETTINGS) is None
 
 
 @pytest.mark.parametrize(
@@ -450,6 +541,11 @@ QUIET = {**SUMMARY, "active": 0, "acknowledged": 0, "by_priority": {}, "highest_
         ("problem", {**SUMMARY, "by_priority": {"P1": 1}}, "ON"),
         ("problem", {**SUMMARY, "by_priority": {"P3": 4, "P5": 1}}, "OFF"),
         ("problem", QUIET, "OFF"),
+        # open alerts nobody acknowledged; P1/P2 or not
+        ("needs_attention", SUMMARY, "ON"),
+        ("needs_attention", {**SUMMARY, "by_priority": {"P5": 3}}, "ON"),
+        ("needs_attention", {**SUMMARY, "active": 0, "acknowledged": 3}, "OFF"),
+        ("needs_attention", QUIET, "OFF"),
     ],
 )
 def test_summary_templates(key: str, summary: dict[str, Any], expected: str) -> None:
@@ -458,6 +554,49 @@ def test_summary_templates(key: str, summary: dict[str, Any], expected: str) -> 
     assert rendered == expected
     if "options" in config:
         assert rendered in config["options"]
+
+
+OPEN_ALERTS = [
+    {
+        "id": "basement-water_leak-1a2b3c4d",
+        "name": "Basement water leak",
+        "priority": "P1",
+        "state": "escalated",
+        "source": "basement",
+        "type": "water_leak",
+        "message": "Water | on the\nfloor",
+        "first_seen": "2026-12-03T16:00:00.000Z",
+        "age": 7260,
+    },
+    {
+        "id": "garage-door_open-9f8e7d6c",
+        "name": "Garage door open",
+        "priority": "P3",
+        "state": "acknowledged",
+        "source": "garage",
+        "type": "door_open",
+        "message": "",
+        "first_seen": "2026-12-03T18:00:00.000Z",
+        "age": 59,
+    },
+]
+
+
+def test_open_alerts_as_a_table() -> None:
+    """A Markdown card shows `table` as it is: no template logic on the dashboard."""
+    config = _service_config("open_alerts")
+    summary = {**SUMMARY, "open_alerts": OPEN_ALERTS}
+    attributes = json.loads(_render(config["json_attributes_template"], json.dumps(summary)))
+    assert attributes["open_alerts"] == OPEN_ALERTS  # the summary's fields stay
+    assert attributes["active"] == 2
+    assert attributes["table"].splitlines() == [
+        "| | Alert | State | Message | Age |",
+        "|---|---|---|---|---|",
+        "| P1 | Basement water leak | escalated | Water / on the floor | 2 h |",
+        "| P3 | Garage door open | acknowledged |  | now |",
+    ]
+    quiet = json.loads(_render(config["json_attributes_template"], json.dumps(QUIET)))
+    assert quiet["table"] == "No open alerts."
 
 
 @pytest.mark.parametrize(

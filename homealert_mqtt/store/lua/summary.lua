@@ -2,9 +2,11 @@
 --
 -- KEYS[1]  key prefix with hash tag
 -- ARGV[1]  how many of the newest open alert ids to list
+-- ARGV[2]  how many of the newest open alerts to describe (bounded work in a storm)
 --
 -- Returns {open, acknowledged, escalated, {P1..P5 open}, {P1..P5 open and not acknowledged},
---          {newest open ids}}
+--          {newest open ids}, {{id, priority, state, source, type, message, first_seen}, ...}}
+--          (the described alerts, newest first)
 
 local open = redis.call('ZCARD', k('open'))
 local acked = redis.call('SCARD', k('acked'))
@@ -21,4 +23,12 @@ for i = 1, 5 do
   end
 end
 local newest = redis.call('ZREVRANGE', k('open'), 0, tonumber(ARGV[1]) - 1)
-return {open, acked, escalated, by, active_by, newest}
+local described = {}
+for _, id in ipairs(redis.call('ZREVRANGE', k('open'), 0, tonumber(ARGV[2]) - 1)) do
+  local f = redis.call('HMGET', k('alert', id),
+    'priority', 'state', 'source', 'type', 'message', 'first_seen')
+  if f[1] then
+    described[#described + 1] = {id, f[1], f[2], f[3], f[4], f[5] or '', f[6]}
+  end
+end
+return {open, acked, escalated, by, active_by, newest, described}
