@@ -145,6 +145,10 @@ class HomeAssistant:
             time.sleep(0.5)
         raise HomeAssistantError(f"Home Assistant did not start in {timeout:.0f} s")
 
+    def wait_running(self, timeout: float = 120.0) -> None:
+        """After onboarding: until HA reports RUNNING (every integration set up)."""
+        self.wait_for("Home Assistant to run", self._running, timeout)
+
     def _running(self) -> bool:
         try:
             if self.token is None:
