@@ -43,6 +43,7 @@ EVENT_NAMES = {
     "created",
     "deduplicated",
     "grouped",
+    "reopened",
     "escalated",
     "notified",
     "notify_failed",
@@ -363,7 +364,7 @@ def test_notify_phone_triggers() -> None:
     for trig in mqtt_triggers(data):
         by_id.setdefault(trig["id"], set()).add(trig["payload"])
     assert by_id == {
-        "alert": {"created", "escalated"},
+        "alert": {"created", "reopened", "escalated"},
         "closed": {"acknowledged", "resolved", "expired"},
     }
     events = [t for t in data["triggers"] if t["trigger"] == "event"]
@@ -515,6 +516,27 @@ def test_notify_phone_renders_a_created_event() -> None:
     assert out["alert_message"] == "Volume 1 is 97% full"
     assert out["urgent"] is True
     assert out["action_prefix"] == "HOMEALERT_ACK_0a1b2c3d4e5f_"
+
+
+def test_notify_phone_pages_again_for_a_reopened_alert() -> None:
+    """A flapping leak sensor: the alert opens again within the dedup window, and the
+    phone is paged again under the same tag (the earlier notification is replaced)."""
+    event = {
+        "event": "reopened",
+        "id": "basement-water_leak-1a2b3c4d",
+        "priority": "P1",
+        "source": "basement",
+        "type": "water_leak",
+        "message": "Water on the floor",
+    }
+    out = notify_vars({"id": "alert", "payload_json": event})
+    assert out["alert_title"] == "HomeAlert P1 again: basement / water_leak"
+    assert out["tag"] == "homealert-basement-water_leak-1a2b3c4d"
+    assert out["alert_message"] == "Water on the floor"
+    (notify,) = [
+        c for c in BLUEPRINTS["notify_phone.yaml"]["actions"][0]["choose"] if "Notify" in c["alias"]
+    ]
+    assert {"condition": "trigger", "id": "alert"} in notify["conditions"]
 
 
 def test_notify_phone_falls_back_to_the_alert_entity() -> None:
