@@ -104,6 +104,26 @@ async def test_entity_of_an_alert_gone_while_ha_was_down_leaves_its_registry(
     resolve = await _entity(ha, resolve_id)
     assert resolve is not None
     assert resolve["attributes"]["friendly_name"] == "Basement water leak Resolve"
+    # point 3 and 5: the service device's sensors, as HA shows them
+    for entity_id, state in [
+        (f"binary_sensor.{node}_needs_attention", "on"),
+        (f"binary_sensor.{node}_broker", "on"),
+        (f"binary_sensor.{node}_redis", "on"),
+        (f"sensor.{node}_open_alerts", "1"),
+    ]:
+        await _entity(ha, entity_id, state=state)
+
+    # point 4: another alert, resolved with its Resolve button in HA; HA is up when
+    # its retention ends, so its entities go at once.
+    other = await new_alert(probe, source="garage", type="door_open", severity="medium")
+    other_resolve = f"button.{object_id_slug(f'{node}_alert_{other}_resolve')}"
+    await _entity(ha, other_resolve, state="unknown")  # a button never pressed
+    await asyncio.to_thread(
+        ha.request, "POST", "/api/services/button/press", {"entity_id": other_resolve}
+    )
+    resolved = await probe.state(other, lambda s: s["state"] == State.RESOLVED)
+    assert resolved["resolved_by"] == "home_assistant"
+    await _entity(ha, other_resolve, present=False)
 
     # Home Assistant goes down; meanwhile the alert is resolved and its retention ends.
     await asyncio.to_thread(ha.stop)
