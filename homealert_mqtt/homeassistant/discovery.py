@@ -6,14 +6,15 @@ touch MQTT, so the tests can check every key against HA's documented schema.
 Layout of what is published (prefix `homeassistant`, node id from the base topic):
 
 - `<prefix>/device/<node_id>/service/config`: one *device-based* discovery message
-  (HA >= 2024.11) for the "HomeAlert" device with its components: sensors "Open
-  alerts", "Active alerts", "Highest priority", binary_sensor "Problem", button
-  "Acknowledge all" and event "Alert event". One retained message keeps the device
-  and its entities consistent.
-- `<prefix>/binary_sensor/<node_id>/alert_<id>/config` and
-  `<prefix>/button/<node_id>/alert_<id>/config`: one *single-component* message per
-  entity of one alert, attached to the same device. Per alert, not inside the device
-  message, so that adding or removing an alert never rewrites the service's config.
+  (HA >= 2024.11) for the "HomeAlert" device with its components (summary sensors,
+  "Problem", "Needs attention", "Acknowledge all", the event entity, and the
+  diagnostic entities of diagnostic_entities.py). One retained message keeps the
+  device and its entities consistent.
+- `<prefix>/{binary_sensor,button}/<node_id>/alert_<id>[_resolve]/config`: one
+  *single-component* message per entity of one alert. Per alert, not inside the
+  service's message, so that adding or removing an alert never rewrites the
+  service's config. Each alert is a device of its own ("Basement water leak"),
+  connected through the service's device.
 
 Supported Home Assistant versions: 2024.11 or later (device-based discovery; older
 versions ignore the device message, so only the per-alert entities would appear).
@@ -31,6 +32,7 @@ silently, hence the key tables in the tests.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -39,6 +41,9 @@ from typing import Any, Final
 
 from homealert_mqtt.models import readable_name
 
+from . import templates
+from .diagnostic_entities import diagnostic_components
+
 ORIGIN_NAME: Final = "homealert-mqtt"
 DEVICE_NAME: Final = "HomeAlert"
 COMMAND_PAYLOAD: Final = '{"by": "home_assistant"}'
@@ -46,12 +51,6 @@ COMMAND_PAYLOAD: Final = '{"by": "home_assistant"}'
 # Lifecycle events forwarded to the HA event entity (`<base>/ha/event`); the others
 # (deduplicated, notified, ...) are too chatty to be useful in HA's logbook.
 HA_EVENT_TYPES: Final = ("created", "reopened", "escalated", "acknowledged", "resolved")
-
-# Alert states in which the per-alert problem sensor is ON: open and not yet
-# acknowledged. The entity exists only while the alert's state is published, so "ON
-# while open" would be ON for almost its whole life; "needs someone" is the signal an
-# automation wants (flash a light until somebody acks).
-NEEDS_ATTENTION_STATES: Final = ("new", "active", "escalated")
 
 # HA's own topic pattern for discovery ids (homeassistant/components/mqtt/discovery.py)
 _ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]+")
@@ -271,7 +270,7 @@ def _service_components(settings: DiscoverySettings) -> dict[str, dict[str, Any]
                 "{{ (value_json.active | int(0)) + (value_json.acknowledged | int(0)) }}"
             ),
             "json_attributes_topic": summary,
-            "json_attributes_template": _SUMMARY_ATTRIBUTES_TEMPLATE,
+            "json_attributes_template": templates.SUMMARY_ATTRIBUTES,
             "state_class": "measurement",
             "unit_of_measurement": "alerts",
             "icon": "mdi:bell-alert",
@@ -336,60 +335,7 @@ def _service_components(settings: DiscoverySettings) -> dict[str, dict[str, Any]
             "event_types": list(HA_EVENT_TYPES),
             "icon": "mdi:bell-badge",
         },
-        **_diagnostic_components(settings),
-    }
-
-
-def _diagnostic_components(settings: DiscoverySettings) -> dict[str, dict[str, Any]]:
-    """Connections, version and last error, under the device's Diagnostic section."""
-    diagnostics = settings.diagnostics_topic
-    common = {"entity_category": "diagnostic"}
-    return {
-        "broker": {
-            "platform": "binary_sensor",
-            "name": "Broker connection",
-            **_ids(settings, "binary_sensor", "broker"),
-            # The service's own status (its last will says offline). No availability:
-            # "disconnected" is the answer here, not "unavailable".
-            "availability": [],
-            "state_topic": f"{settings.base_topic}/status",
-            "payload_on": "online",
-            "payload_off": "offline",
-            "device_class": "connectivity",
-            **common,
-        },
-        "redis": {
-            "platform": "binary_sensor",
-            "name": "Redis connection",
-            **_ids(settings, "binary_sensor", "redis"),
-            "state_topic": diagnostics,
-            "value_template": "{{ 'ON' if value_json.redis == 'connected' else 'OFF' }}",
-            "device_class": "connectivity",
-            **common,
-        },
-        "version": {
-            "platform": "sensor",
-            "name": "Version",
-            **_ids(settings, "sensor", "version"),
-            "state_topic": diagnostics,
-            "value_template": "{{ value_json.version }}",
-            "icon": "mdi:tag-outline",
-            **common,
-        },
-        "last_error": {
-            "platform": "sensor",
-            "name": "Last error",
-            **_ids(settings, "sensor", "last_error"),
-            "state_topic": diagnostics,
-            # A state is at most 255 characters; the whole report is in the attributes.
-            "value_template": (
-                "{{ (value_json.last_error.error if value_json.last_error else 'none')[:255] }}"
-            ),
-            "json_attributes_topic": diagnostics,
-            "json_attributes_template": "{{ (value_json.last_error or {}) | tojson }}",
-            "icon": "mdi:alert-circle-outline",
-            **common,
-        },
+        **diagnostic_components(settings, functools.partial(_ids, settings)),
     }
 
 
@@ -408,37 +354,7 @@ def service_removal(settings: DiscoverySettings) -> list[DiscoveryMessage]:
     return [DiscoveryMessage(service_config_topic(settings.prefix, settings.node_id), None)]
 
 
-# The summary as the attributes of "Open alerts", plus `table`: its `open_alerts` as a
-# Markdown table, so that a Markdown card shows them with no template logic of its own.
-_SUMMARY_ATTRIBUTES_TEMPLATE: Final = (
-    "{% set t = namespace(rows='') %}"
-    "{% for a in value_json.open_alerts | default([]) %}"
-    "{% set s = a.age | int(0) %}"
-    "{% set age = (s // 86400) ~ ' d' if s >= 86400 else (s // 3600) ~ ' h' if s >= 3600"
-    " else (s // 60) ~ ' min' if s >= 60 else 'now' %}"
-    "{% set t.rows = t.rows ~ '| ' ~ a.priority ~ ' | ' ~ a.name ~ ' | ' ~ a.state ~ ' | '"
-    " ~ (a.message or '') | replace('|', '/') | replace('\\n', ' ') ~ ' | ' ~ age ~ ' |\\n' %}"
-    "{% endfor %}"
-    "{{ dict(value_json, table=('| | Alert | State | Message | Age |\\n|---|---|---|---|---|\\n'"
-    " ~ t.rows) if t.rows else 'No open alerts.') | tojson }}"
-)
-
 # -- one alert ------------------------------------------------------------------------
-
-# `state` is on HA's list of attribute names it drops, so the alert's state is copied
-# to `alert_state`; an empty payload (the alert being removed) gives no attributes.
-_ALERT_ATTRIBUTES_TEMPLATE: Final = (
-    "{% if value_json is defined %}"
-    "{{ dict(value_json, alert_state=value_json.state) | tojson }}"
-    "{% else %}{}{% endif %}"
-)
-# Empty output for an empty payload: HA ignores it instead of logging a bad value.
-_ATTENTION_LIST = json.dumps(list(NEEDS_ATTENTION_STATES))
-_ALERT_STATE_TEMPLATE: Final = (
-    "{% if value_json is defined %}"
-    f"{{{{ 'ON' if value_json.state in {_ATTENTION_LIST} else 'OFF' }}}}"
-    "{% endif %}"
-)
 
 
 def alert_device(settings: DiscoverySettings, alert_id: str, name: str) -> dict[str, Any]:
@@ -480,9 +396,9 @@ def alert_messages(settings: DiscoverySettings, alert: Mapping[str, Any]) -> lis
         "name": None,
         **_ids(settings, "binary_sensor", key),
         "state_topic": state_topic,
-        "value_template": _ALERT_STATE_TEMPLATE,
+        "value_template": templates.ALERT_STATE,
         "json_attributes_topic": state_topic,
-        "json_attributes_template": _ALERT_ATTRIBUTES_TEMPLATE,
+        "json_attributes_template": templates.ALERT_ATTRIBUTES,
         "device_class": "problem",
         **common,
     }
