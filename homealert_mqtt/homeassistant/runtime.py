@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import aiomqtt
+from redis.exceptions import RedisError
 
 from homealert_mqtt import __version__
 from homealert_mqtt.mqtt.backoff import Backoff
@@ -113,7 +114,12 @@ class HomeAssistantListener(StateListener):
             await self._resend_due.wait()
             self._resend_due.clear()
             await self.bridge.resend_all()
-            await self.bridge.clear_ghosts()
+            try:
+                await self.bridge.clear_ghosts()
+            except (RedisError, OSError):
+                # Again once the task is restarted (with backoff): HA's birth came once.
+                self._resend_due.set()
+                raise
 
 
 async def read_retained_configs(

@@ -5,6 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from homealert_mqtt.embedded import free_port
 from homealert_mqtt.homeassistant.bridge import DiscoveryBridge
 from homealert_mqtt.homeassistant.discovery import (
     DiscoverySettings,
@@ -14,6 +20,8 @@ from homealert_mqtt.homeassistant.discovery import (
 from homealert_mqtt.homeassistant.runtime import HomeAssistantListener
 from homealert_mqtt.models import AlertRecord, Priority, State
 from homealert_mqtt.mqtt.link import Inbound
+from homealert_mqtt.store.ha_removed import RemovedEntities
+from homealert_mqtt.store.keys import Keys
 
 SETTINGS = DiscoverySettings(base_topic="homealert", prefix="homeassistant")
 SERVICE = service_config_topic("homeassistant", "homealert")
@@ -130,3 +138,23 @@ async def test_removed_alert_loses_its_configs() -> None:
         (topic, b"") for topic in alert_config_topics("homeassistant", "homealert", "a-1")
     ]
     assert not ha.bridge.knows("a-1")
+
+
+async def test_ghost_clean_up_is_tried_again_when_redis_was_away() -> None:
+    """HA's birth comes once: a clean-up that met a Redis error stays due. (Redis: a
+    client of a port nothing listens on, a real connection refused.)"""
+    no_retry = Retry(NoBackoff(), 0)
+    redis = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1, retry=no_retry)
+    removed = RemovedEntities(redis, Keys.for_prefix("t"), lambda: 0)
+    record = Recorder()
+    listener = HomeAssistantListener(DiscoveryBridge(record, SETTINGS, removed=removed))
+    await listener.on_ha_status(Inbound("homeassistant/status", b"online", 1, 1, False, False, 0))
+    try:
+        loop = asyncio.create_task(listener.resend_loop())
+        done, _ = await asyncio.wait({loop}, timeout=10)
+        assert done, "the loop did not meet the Redis error"
+        assert isinstance(loop.exception(), RedisError | OSError)
+        assert listener._resend_due.is_set()
+        assert SERVICE in record.topics()  # the re-send itself went out
+    finally:
+        await redis.aclose()
