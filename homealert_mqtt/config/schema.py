@@ -78,8 +78,10 @@ def base_topic(value: Any) -> str:
     return topic
 
 
-def url(*schemes: str, allow_auto: bool = False) -> Any:
-    def check(value: Any) -> str:
+def url(*schemes: str, allow_auto: bool = False, allow_none: bool = False) -> Any:
+    def check(value: Any) -> str | None:
+        if allow_none and value is None:
+            return None
         text = string(value)
         if allow_auto and text == "auto":
             return text
@@ -200,7 +202,7 @@ HOMEASSISTANT = vol.Schema(
     {
         vol.Required("discovery"): boolean,
         vol.Required("discovery_prefix"): base_topic,
-        vol.Optional("configuration_url", default=None): vol.Any(None, url("http", "https")),
+        vol.Optional("configuration_url", default=None): url("http", "https", allow_none=True),
     }
 )
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from homealert_mqtt.config import Settings
+from homealert_mqtt.config import Settings, load_config
+from homealert_mqtt.config.loader import ConfigError
 from homealert_mqtt.homeassistant.discovery import alert_config_topics
 from homealert_mqtt.homeassistant.runtime import configuration_url
 from homealert_mqtt.models import State
@@ -282,3 +284,10 @@ async def test_device_carries_version_and_configuration_url(
     device = config(await ha.wait_for(service_config_topic(prefix, node), non_empty))["device"]
     assert device["sw_version"] == __version__
     assert device["configuration_url"] == "http://127.0.0.1:9466/healthz"
+
+
+def test_configuration_url_must_be_a_web_address(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("homeassistant:\n  configuration_url: ftp://nas/alerts\n")
+    with pytest.raises(ConfigError, match=r"homeassistant\.configuration_url: expected a http"):
+        load_config(path, environ={})
