@@ -1,6 +1,9 @@
 """`<base>/diagnostics` (retained): what Home Assistant's diagnostic entities show.
 
-`{"version", "redis": "connected"|"disconnected", "last_error": {"error", "at"} | null}`.
+`{"version", "redis": "connected"|"disconnected", "last_error": {"error", "kind", "at"} |
+null}`: the last input rejected (`kind: rejected`, the reason on `<base>/error`) or
+notification that failed (`kind: notify_failed`, "<channel>: <error>", as in
+the `notify_failed` event).
 The broker connection needs no field here: it is `<base>/status` (last will `offline`).
 
 Published when it changes and after each reconnect (the broker may have lost it).
@@ -58,7 +61,13 @@ class DiagnosticsPublisher(StateListener):
 
     # -- StateListener
     async def rejected(self, reason: str) -> None:
-        self._last_error = {"error": reason[:ERROR_CHARS], "at": iso(self._clock())}
+        self._error("rejected", reason)
+
+    async def notify_failed(self, channel: str, error: str) -> None:
+        self._error("notify_failed", f"{channel}: {error}")
+
+    def _error(self, kind: str, text: str) -> None:
+        self._last_error = {"error": text[:ERROR_CHARS], "kind": kind, "at": iso(self._clock())}
         self._due.set()
 
     async def resynced(self, alert_ids: Sequence[str]) -> None:

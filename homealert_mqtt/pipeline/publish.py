@@ -45,6 +45,9 @@ class StateListener:
     async def rejected(self, reason: str) -> None:
         """After an input was rejected."""
 
+    async def notify_failed(self, channel: str, error: str) -> None:
+        """After a notification failed (its `notify_failed` event went out)."""
+
     async def resynced(self, alert_ids: Sequence[str]) -> None:
         """After every retained topic was republished from Redis (on each connect)."""
 
@@ -131,6 +134,9 @@ class StatePublisher:
         if extra:
             body.update(extra)
         await self._publish(self.topics.event, dumps(body), 1, False)
+        if name == "notify_failed":
+            for listener in self.listeners:
+                await listener.notify_failed(str(extra.get("channel")), str(extra.get("error")))
 
     async def error(self, reason: str, topic: str, payload: bytes) -> None:
         """Rejected input: `<base>/error`, a `rejected` event, and the log."""
