@@ -328,6 +328,16 @@ class OutboundLink:
         # message id of the current connection; failed when that connection drops.
         self._confirming: dict[int, asyncio.Future[int]] = {}
 
+    async def _room_for_one(self) -> aiomqtt.Client | None:
+        """The connection once fewer than OUTBOUND_INFLIGHT publishes await a PUBACK,
+        or None when the link is (or went) down meanwhile."""
+        client = self._client
+        while client is not None and len(self._unacked) >= OUTBOUND_INFLIGHT:
+            self._room.clear()
+            await self._room.wait()
+            client = self._client
+        return client
+
     async def publish_confirmed(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
     ) -> None:
@@ -335,11 +345,7 @@ class OutboundLink:
         must not be reported delivered when it was not: a notification. Raises
         BrokerUnavailableError when the link is down or drops first, and
         BrokerRefusedError when the broker refuses it."""
-        client = self._client
-        while client is not None and len(self._unacked) >= OUTBOUND_INFLIGHT:
-            self._room.clear()
-            await self._room.wait()
-            client = self._client
+        client = await self._room_for_one()
         if client is None:
             raise BrokerUnavailableError("not connected to the MQTT broker")
         if self._lean_publish is not None:
@@ -380,11 +386,7 @@ class OutboundLink:
         """Hand a message to the connection without waiting for its PUBACK: the broker
         keeps the order, and what a lost connection had in flight is republished by the
         resync. Waits only while OUTBOUND_INFLIGHT publishes are unacknowledged."""
-        client = self._client
-        while client is not None and len(self._unacked) >= OUTBOUND_INFLIGHT:
-            self._room.clear()
-            await self._room.wait()
-            client = self._client
+        client = await self._room_for_one()
         if client is None:
             self.dropped += 1
             return

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
+
+import aiomqtt
 
 from tests.notify.conftest import HttpRecorder, SmtpRecorder
 
@@ -46,3 +49,21 @@ async def wait_sends(
 async def settle(seconds: float = 0.6) -> None:
     """Give the escalation loop (0.1 s polls) time to act on something it should not."""
     await asyncio.sleep(seconds)
+
+
+async def publish_alerts(port: int, base: str, source: str, count: int) -> float:
+    """`count` critical alerts `<source>/t<n>` published at once at QoS 1, as a storm
+    arrives; returns the wall time (s) the first left."""
+    async with aiomqtt.Client("127.0.0.1", port, max_inflight_messages=200) as client:
+        sent = time.time()
+        await asyncio.gather(
+            *(
+                client.publish(
+                    f"{base}/in",
+                    f'{{"source": "{source}", "type": "t{n}", "severity": "critical"}}',
+                    qos=1,
+                )
+                for n in range(count)
+            )
+        )
+    return sent

@@ -3,7 +3,6 @@ is `failed` (after its retries) in the delivery log, never `sent`."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from homealert_mqtt.mqtt.link import BrokerUnavailableError
 from tests.conftest import FakeClock
 from tests.probe import Probe
 from tests.servers import MosquittoServer
+from tests.waits import eventually
 
 
 @pytest.fixture
@@ -45,13 +45,12 @@ def config() -> dict[str, Any]:
     }
 
 
-async def attempts_of(store: Any, alert_id: str, count: int, timeout: float = 10) -> list[Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while len(found := await store.attempts(alert_id)) < count:
-        assert loop.time() < deadline, f"{len(found)} attempts recorded, wanted {count}"
-        await asyncio.sleep(0.05)
-    return list(found)
+async def attempts_of(store: Any, alert_id: str, count: int) -> list[Any]:
+    async def enough() -> bool:
+        return len(await store.attempts(alert_id)) >= count
+
+    await eventually(enough, what=f"{count} attempts recorded")
+    return list(await store.attempts(alert_id))
 
 
 async def test_a_notification_the_broker_never_got_is_failed_not_sent(
@@ -75,11 +74,7 @@ async def test_a_notification_the_broker_never_got_is_failed_not_sent(
     assert (first["outcome"], first["recipient"], first["level"]) == ("sent", "oncall", 0)
 
     own_broker.stop()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while service.outbound.connected.is_set():
-        assert loop.time() < deadline, "the service did not notice the broker stop"
-        await asyncio.sleep(0.05)
+    await eventually(lambda: not service.outbound.connected.is_set(), what="the link down")
     with pytest.raises(BrokerUnavailableError):
         await service.outbound.publish_confirmed(f"t{unique}/x", b"x")
 

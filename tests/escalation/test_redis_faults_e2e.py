@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 from aiohttp import web
 
@@ -23,9 +22,11 @@ from tests.escalation.process import (  # noqa: F401 - fixture, by name
     service_process,
     wait_online,
 )
+from tests.escalation.sends import publish_alerts
 from tests.notify.conftest import serving
 from tests.probe import Probe
 from tests.servers import MosquittoServer, RedisServer
+from tests.waits import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -53,27 +54,8 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-async def publish_burst(port: int, base: str, prefix: str, count: int) -> float:
-    async with aiomqtt.Client("127.0.0.1", port, max_inflight_messages=100) as client:
-        sent = time.time()
-        await asyncio.gather(
-            *(
-                client.publish(
-                    f"{base}/in",
-                    f'{{"source": "{prefix}", "type": "t{n}", "severity": "critical"}}',
-                    qos=1,
-                )
-                for n in range(count)
-            )
-        )
-    return sent
-
-
 async def wait_count(http: TimedRecorder, count: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while len(http.sms(ONCALL)) < count:
-        assert time.monotonic() < deadline, f"{len(http.sms(ONCALL))} SMS, wanted {count}"
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(http.sms(ONCALL)) >= count, timeout, what=f"{count} SMS")
 
 
 @pytest.mark.parametrize("idle", [0.0, 2.5], ids=["right-after", "idle-past-health-check"])
@@ -86,14 +68,14 @@ async def test_pages_go_out_within_2_s_of_a_burst_after_a_redis_restart(
 ) -> None:
     settings, _smtp, http = escalation_settings(sms_config(redis))
     await start_service(settings)
-    await publish_burst(probe.port, probe.base, "warm", 5)  # the pool has connections
+    await publish_alerts(probe.port, probe.base, "warm", 5)  # the pool has connections
     await wait_count(http, 5)
 
     redis.kill()
     await asyncio.sleep(0.5)
     redis.start()  # same port, same AOF
     await asyncio.sleep(idle)  # the pooled connections, dead, idle past the check
-    sent = await publish_burst(probe.port, probe.base, "after", BURST)
+    sent = await publish_alerts(probe.port, probe.base, "after", BURST)
     await wait_count(http, 5 + BURST)
     arrivals = sorted(a.at - sent for a in http.sms(ONCALL)[5:])
     assert arrivals[-1] < 2.0, f"the last page came {arrivals[-1]:.2f} s after the burst"
@@ -152,10 +134,7 @@ async def test_a_send_settled_while_redis_restarts_is_not_sent_again(
     await asyncio.sleep(1.0)  # Redis stays away; the settle keeps trying
     redis.start()
     store = running.service.escalation.store
-    deadline = time.monotonic() + 10
-    while not await store.attempts(created["id"]):
-        assert time.monotonic() < deadline, "the settle never went through"
-        await asyncio.sleep(0.05)
+    await eventually(lambda: store.attempts(created["id"]), what="the settle going through")
     await asyncio.sleep(lease + 1.5)  # the batch's lease is long over
     assert len(killing_http.sms(ONCALL)) == 1
     [attempt] = await store.attempts(created["id"])

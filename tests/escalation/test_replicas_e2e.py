@@ -9,11 +9,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import aiomqtt
-
 from tests.conftest import FakeClock
 from tests.escalation.conftest import PEOPLE
-from tests.escalation.sends import settle
+from tests.escalation.sends import publish_alerts, settle
 from tests.notify.conftest import HttpRecorder
 from tests.probe import Probe
 
@@ -68,17 +66,7 @@ async def test_two_replicas_page_each_alert_once_per_level(
         running.service.escalation.delivery.on_sent.append(lambda _ch, n=name: sent.update([n]))
         replicas.append(running)
 
-    async with aiomqtt.Client("127.0.0.1", probe.port, max_inflight_messages=200) as client:
-        await asyncio.gather(
-            *(
-                client.publish(
-                    f"{probe.base}/in",
-                    f'{{"source": "storm", "type": "t{n}", "severity": "critical"}}',
-                    qos=1,
-                )
-                for n in range(ALERTS)
-            )
-        )
+    await publish_alerts(probe.port, probe.base, "storm", ALERTS)
     created = await probe.wait_events("created", ALERTS, timeout=30)
     ids = {e["id"] for e in created}
     assert len(ids) == ALERTS

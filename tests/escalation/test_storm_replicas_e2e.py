@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 import yaml
 
@@ -26,6 +25,7 @@ from tests.escalation.process import (  # noqa: F401 - fixture, by name
     http_server,
     wait_online,
 )
+from tests.escalation.sends import publish_alerts
 from tests.notify.conftest import SmtpRecorder
 from tests.probe import Probe
 
@@ -56,17 +56,7 @@ def replica_config(name: str, lease: int = 90) -> dict[str, Any]:
 
 async def storm(probe: Probe) -> dict[str, float]:
     """Publishes the storm at once; each alert's id and when it was opened (wall, s)."""
-    async with aiomqtt.Client("127.0.0.1", probe.port, max_inflight_messages=100) as client:
-        await asyncio.gather(
-            *(
-                client.publish(
-                    f"{probe.base}/in",
-                    f'{{"source": "storm", "type": "t{n}", "severity": "critical"}}',
-                    qos=1,
-                )
-                for n in range(ALERTS)
-            )
-        )
+    await publish_alerts(probe.port, probe.base, "storm", ALERTS)
     created = await probe.wait_events("created", ALERTS, timeout=30)
     opened = {}
     for event in created:
