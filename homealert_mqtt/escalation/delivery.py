@@ -92,6 +92,9 @@ class Delivery:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     leases: Leases = field(default_factory=Leases)
     concurrency: int = 32  # deliveries in flight at once (alerts.escalation.concurrency)
+    # This run of the replica: a prefix of every reservation token, so that the run
+    # after a crash can tell this one's reservations dead (store/lua/bury.lua).
+    incarnation: str = field(default_factory=lambda: f"run:{secrets.token_hex(4)}")
     outage: Outage = field(default_factory=lambda: Outage("Redis"))
     on_sent: list[Callable[[str], None]] = field(default_factory=list)
     on_failed: list[Callable[[str], None]] = field(default_factory=list)
@@ -136,7 +139,7 @@ class Delivery:
         *,
         defer: Callable[[Sequence[str]], Awaitable[None]] | None,
     ) -> tuple[Outcome, list[str]]:
-        token = secrets.token_hex(8)
+        token = self.token()
         owned = await self._redis(lambda: self.store.reserve(keys, token, self.leases.key_ms))
         mine_keys = [k for k, ok in zip(keys, owned, strict=True) if ok]
         mine = [a for a, ok in zip(alert_ids, owned, strict=True) if ok]
@@ -159,6 +162,10 @@ class Delivery:
         for observe in self.on_sent if outcome.status == "sent" else self.on_failed:
             observe(name)
         return outcome, mine
+
+    def token(self) -> str:
+        """A new reservation token of this run: "<incarnation>.<random>"."""
+        return f"{self.incarnation}.{secrets.token_hex(6)}"
 
     async def _settle(  # noqa: PLR0917 - one delivery's facts, all required
         self,

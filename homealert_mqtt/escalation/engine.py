@@ -59,8 +59,10 @@ class EscalationEngine:
         publisher: StatePublisher,
         clock: Clock,
         outage: Outage | None = None,
+        client_id: str = "",
     ) -> None:
         self.settings = settings
+        self.client_id = client_id  # this replica's; "" takes nothing over at start
         self.recipients = recipients
         self.digest_ms = digest_interval * 1000
         self.store = store
@@ -78,6 +80,7 @@ class EscalationEngine:
         # nothing due is one round trip. Level 0 of a new alert is due at once, so it
         # goes out within POLL_SECONDS.
         backoff = Backoff(initial=RETRY_INITIAL, cap=RETRY_CAP)
+        await self._take_over()
         async with asyncio.TaskGroup() as tasks:
             while True:
                 try:
@@ -94,6 +97,19 @@ class EscalationEngine:
                 backoff.reset()
                 await self._sleep(first, now)
 
+    async def _take_over(self) -> None:
+        """What this replica's previous run claimed and never finished (it was killed)
+        is due again now, not after its lease: a restart costs a page its restart time."""
+        if not self.client_id:
+            return
+        incarnation = self.delivery.incarnation
+        remember = self.delivery.leases.claim_ms * 2
+        released = await self._redis(
+            lambda: self.store.bury(self.client_id, incarnation, remember), "take-over"
+        )
+        if released:
+            _LOGGER.info("took back %d notification batches of this replica's last run", released)
+
     async def _pass(self, tasks: asyncio.TaskGroup) -> tuple[int | None, int]:
         # Each call is retried in place; a claim is retried with the same token, so a
         # reply lost with a connection hands back what it claimed instead of leaving
@@ -106,12 +122,12 @@ class EscalationEngine:
         if due(heads.timers, now) or due(heads.flushes, now):
             await self._claim_flushes(tasks, lease_ms)
         if due(heads.notices, now):
-            token = secrets.token_hex(8)
+            token = self.delivery.token()
             notices = await self._redis(lambda: self.store.claim_notices(lease_ms, token=token))
             for alert_id, epoch in notices:
                 self._spawn(tasks, f"notice:{alert_id}", self._notice(alert_id, epoch))
         if due(heads.deferred, now):
-            token = secrets.token_hex(8)
+            token = self.delivery.token()
             held = await self._redis(lambda: self.store.claim_deferred(lease_ms, token=token))
             for channel, recipient in held:
                 self._spawn(
@@ -134,7 +150,12 @@ class EscalationEngine:
         while (limit := min(CHUNK, self.free_slots)) > 0:
             token, previous = secrets.token_hex(8), self._claim_token
             claim = partial(
-                self.store.claim_flushes, lease_ms, limit=limit, token=token, previous=previous
+                self.store.claim_flushes,
+                lease_ms,
+                limit=limit,
+                token=token,
+                previous=previous,
+                owner=self.delivery.incarnation,
             )
             claimed = await self._redis(claim)
             self._claim_token = token

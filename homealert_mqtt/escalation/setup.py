@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from importlib import resources
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def add_escalation(service: Service) -> EscalationEngine:
         leases=Leases.from_seconds(settings.alerts.escalation.lease),
         concurrency=settings.alerts.escalation.concurrency,
         outage=service.redis_outage,
+        incarnation=f"{settings.mqtt.client_id}:{secrets.token_hex(4)}",
     )
     engine = EscalationEngine(
         settings=settings.alerts.escalation,
@@ -58,6 +60,7 @@ def add_escalation(service: Service) -> EscalationEngine:
         publisher=service.publisher,
         clock=service.clock,
         outage=service.redis_outage,
+        client_id=settings.mqtt.client_id,
     )
 
     async def run_escalation() -> None:

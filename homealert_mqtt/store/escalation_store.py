@@ -103,14 +103,20 @@ class EscalationStore:
         return int(moved)
 
     async def claim_flushes(
-        self, lease_ms: int, limit: int = 100, *, token: str = "", previous: str = ""
+        self,
+        lease_ms: int,
+        limit: int = 100,
+        *,
+        token: str = "",
+        previous: str = "",
+        owner: str = "",
     ) -> list[Flush]:
-        """Due batches, each leased to the caller. The same `token` again returns the
-        same batches (a retry after a lost reply); `previous`, the caller's last token,
-        lets Redis forget that reply."""
+        """Due batches, each leased to the caller (`owner`, its incarnation). The same
+        `token` again returns the same batches (a retry after a lost reply); `previous`,
+        the caller's last token, lets Redis forget that reply."""
         raw = await self.scripts.claim_flush(
             keys=[self.keys.prefix],
-            args=[self.clock(), lease_ms, limit, token or secrets.token_hex(8), previous],
+            args=[self.clock(), lease_ms, limit, token or secrets.token_hex(8), previous, owner],
         )
         flushes = []
         for batch in json.loads(raw):  # `{}` when empty, as every list from the scripts
@@ -155,6 +161,14 @@ class EscalationStore:
                     moved.append((alert, step["rule"]))
             results.append(moved)
         return results
+
+    async def bury(self, client_id: str, incarnation: str, remember_ms: int) -> int:
+        """This replica (`client_id`) starts as `incarnation`: what its previous run
+        claimed is handed back at once (bury.lua). Returns the batches handed back."""
+        released = await self.scripts.bury(
+            keys=[self.keys.prefix], args=[client_id, incarnation, self.clock(), remember_ms]
+        )
+        return int(released)
 
     async def queue_heads(self) -> QueueHeads:
         """When the first entry of each escalation queue is due: one round trip that

@@ -102,6 +102,18 @@ class Keys:
     def claimed(self, token: str) -> str:
         return self._k("claimed", token)  # string with TTL: a claim_flush reply, to repeat
 
+    @property
+    def flush_owners(self) -> str:
+        return self._k("flowner")  # hash: claimed flush key -> the claiming incarnation
+
+    @property
+    def incarnations(self) -> str:
+        return self._k("incarnation")  # hash: client id -> its running incarnation
+
+    @property
+    def dead(self) -> str:
+        return self._k("dead")  # zset: incarnations known dead, by when (ms)
+
     def group_sent(self, group_key: str) -> str:
         return self._k("gsent", group_key)  # hash: "<level>.<round>" -> last notified (ms)
 

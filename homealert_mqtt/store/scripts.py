@@ -42,6 +42,7 @@ SCRIPT_NAMES = (
     "complete_flush",
     "reserve",
     "settle",
+    "bury",
 )
 
 
@@ -57,6 +58,7 @@ class Scripts:
     complete_flush: AsyncScript
     reserve: AsyncScript
     settle: AsyncScript
+    bury: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

@@ -25,8 +25,10 @@ async def test_alerts_sent_while_the_service_is_down_are_processed_once(
     settings = make_settings()
     running = await start_service(settings)
     await sentinel(probe)  # the persistent session exists
+    mark = len(probe.seen)
     await running.stop()
-    assert probe.last(f"{probe.base}/status").payload == b"offline"  # type: ignore[union-attr]
+    # The service said it before stopping; the probe hears it a moment later.
+    await probe.wait_for(f"{probe.base}/status", lambda s: s.payload == b"offline", after=mark)
 
     alerts = burst("down", 50, {"repeat": 20})
     for alert in alerts:

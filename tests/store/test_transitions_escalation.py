@@ -339,3 +339,27 @@ async def test_a_claim_asked_again_with_its_token_gets_its_batches_back(
     assert await walker.store.claim_flushes(LEASE_MS, token=NEXT, previous=FIRST) == []
     assert not await walker.alerts.redis.exists(walker.keys.claimed(FIRST))
     assert await walker.store.claim_flushes(LEASE_MS, token=FIRST) == []
+
+
+async def test_a_restarted_replica_takes_back_what_its_last_run_claimed(
+    walker: Walker, clock: FakeClock
+) -> None:
+    """bury.lua: the run before (same client id, killed) had a batch claimed and a
+    delivery key pending; both are free for the new run at once, not after the lease.
+    Another replica's claims and reservations are left alone."""
+    store = walker.store
+    await walker.ingest("leak")
+    await walker.ingest("smoke")
+    await store.schedule_due(DIGEST_MS)
+    assert await store.bury("a", "a:1", 2 * LEASE_MS) == 0  # the first run: nothing before
+    [mine] = await store.claim_flushes(LEASE_MS, limit=1, token=FIRST, owner="a:1")
+    [theirs] = await store.claim_flushes(LEASE_MS, limit=1, token=OTHER, owner="b:1")
+    ours, other = walker.keys.delivery("x", "1"), walker.keys.delivery("x", "2")
+    assert await store.reserve([ours], "a:1.aaaa", LEASE_MS) == [True]
+    assert await store.reserve([other], "b:1.bbbb", LEASE_MS) == [True]
+
+    assert await store.bury("a", "a:2", 2 * LEASE_MS) == 1  # killed; started again
+    [again] = await store.claim_flushes(LEASE_MS, token=NEXT, owner="a:2")
+    assert again.key == mine.key != theirs.key
+    assert await store.reserve([ours, other], "a:2.cccc", LEASE_MS) == [True, False]
+    assert await store.bury("a", "a:2", 2 * LEASE_MS) == 0  # the same run again: nothing

@@ -3,6 +3,7 @@
 -- KEYS[1]  key prefix with hash tag
 -- ARGV[1]  now (epoch ms)   ARGV[2] lease (ms)   ARGV[3] batch limit
 -- ARGV[4]  this call's token   ARGV[5] the token of the caller's previous call ('' none)
+-- ARGV[6]  the caller's incarnation (recorded as the batch's owner, see bury.lua)
 --
 -- A claimed flush is pushed `lease` into the future instead of removed: if the process
 -- that claimed it dies, it becomes due again and whoever is alive sends it (delivery
@@ -45,8 +46,10 @@ for i = 1, #due, 2 do
   end
   if #members == 0 then
     redis.call('ZREM', k('flushes'), fkey)
+    redis.call('HDEL', k('flowner'), fkey)
   else
     redis.call('ZADD', k('flushes'), now + lease, fkey)
+    redis.call('HSET', k('flowner'), fkey, ARGV[6])
     out[#out + 1] = {key = fkey, due = score, members = members, alerts = alerts}
   end
 end

@@ -53,6 +53,7 @@ end
 local gid = split(fkey, '|')[1]
 local slot = string.sub(fkey, #gid + 2)
 redis.call('HSET', k('gsent', gid), slot, now)
+redis.call('HDEL', k('flowner'), fkey)
 if redis.call('SCARD', k('pend', fkey)) == 0 then
   redis.call('ZREM', k('flushes'), fkey)
 else
