@@ -114,12 +114,17 @@ class Service:
 
     # -- seams for optional parts (Home Assistant, escalation, metrics): call before run()
     def add_subscription(
-        self, topic_filter: str, handler: Callable[[Inbound], Awaitable[None]]
+        self,
+        topic_filter: str,
+        handler: Callable[[Inbound], Awaitable[None]],
+        *,
+        shared: bool = True,
     ) -> None:
         """Also subscribe to `topic_filter` (QoS 1, on the persistent session); matching
-        messages go to `handler` in arrival order, then are acknowledged."""
+        messages go to `handler` in arrival order, then are acknowledged. `shared=False`:
+        every replica gets every message, retained ones too, also with a shared group."""
         self._subscriptions.append((topic_filter, handler))
-        self.inbound.add_filter(topic_filter)
+        self.inbound.add_filter(topic_filter, shared=shared)
 
     def add_task(self, factory: Callable[[], Awaitable[None]]) -> None:
         """Run `factory()` beside the pipeline, restarted with backoff if it fails."""

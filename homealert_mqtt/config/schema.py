@@ -226,6 +226,59 @@ ZEROCONF = vol.Schema(
     }
 )
 
+
+def _one_plus_filter(value: Any) -> str:
+    topic = string(value)
+    levels = topic.split("/")
+    if levels.count("+") != 1 or "#" in topic or any(not lv for lv in levels):
+        raise vol.Invalid(f"expected a topic with exactly one + level for the device: {topic!r}")
+    return topic
+
+
+def _availability_entry(value: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = AVAILABILITY(value)
+    if entry["preset"] == "generic":
+        for key in ("topic", "offline", "online"):
+            if entry.get(key) is None:
+                raise vol.Invalid("required for preset generic", path=[key])
+    elif entry.get("topic") is not None:
+        raise vol.Invalid("only preset generic takes a topic (use base_topic)", path=["topic"])
+    return entry
+
+
+AVAILABILITY = vol.Schema(
+    {
+        vol.Required("preset"): vol.In(
+            ["zigbee2mqtt", "tasmota", "esphome", "shelly", "generic"],
+            msg="expected zigbee2mqtt, tasmota, esphome, shelly or generic",
+        ),
+        vol.Optional("base_topic"): vol.Any(None, vol.All(string, vol.Match(r"^[^#+\x00]*$"))),
+        vol.Optional("topic"): vol.Any(None, _one_plus_filter),
+        vol.Optional("offline"): optional_string,
+        vol.Optional("online"): optional_string,
+        vol.Optional("json_key"): optional_string,
+        vol.Optional("for", default=300): integer(0, 7 * 86400),
+        vol.Optional("severity", default="high"): string,
+    }
+)
+
+HEARTBEAT = vol.Schema(
+    {
+        vol.Required("every"): integer(1, 366 * 86400),
+        vol.Optional("grace", default=0): integer(0, 366 * 86400),
+        vol.Optional("severity", default="high"): string,
+    }
+)
+
+PRESENCE = vol.Schema(
+    {
+        vol.Optional("availability", default=[]): vol.Any(None, [_availability_entry]),
+        vol.Optional("heartbeats", default={}): vol.Any(
+            None, {vol.Match(r"^[A-Za-z0-9_.-]{1,64}$", msg="not a heartbeat name"): HEARTBEAT}
+        ),
+    }
+)
+
 LOGGING = vol.Schema(
     {
         vol.Required("level"): vol.All(
@@ -268,6 +321,7 @@ ROOT = vol.Schema(
         vol.Required("homeassistant"): HOMEASSISTANT,
         vol.Optional("http", default={}): HTTP,
         vol.Optional("zeroconf", default={}): ZEROCONF,
+        vol.Optional("presence", default={}): PRESENCE,
         vol.Required("logging"): LOGGING,
     }
 )

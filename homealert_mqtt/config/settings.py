@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from homealert_mqtt.models import Priority, State
+from homealert_mqtt.presence.config import PresenceSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,7 @@ class Settings:
     log_level: str
     config_dir: Path | None
     zeroconf: ZeroconfSettings = ZeroconfSettings()
+    presence: PresenceSettings = field(default_factory=PresenceSettings)
 
     @classmethod
     def from_validated(cls, cfg: dict[str, Any], config_dir: Path | None) -> Settings:
@@ -249,6 +251,7 @@ class Settings:
             log_level=cfg["logging"]["level"],
             config_dir=config_dir,
             zeroconf=_zeroconf(cfg["zeroconf"], discover=cfg["mqtt"]["url"] == "auto"),
+            presence=PresenceSettings.from_config(cfg["presence"]),
         )
 
 

@@ -118,14 +118,19 @@ class InboundLink:
         self._after = after
         self._resolve = resolve
         self._filters = list(filters)
+        # Filters every replica subscribes to in full, also with a shared group: a
+        # shared subscription gets no retained messages (MQTT 5, 4.8.2).
+        self._unshared: set[str] = set()
         self._queue = queue
         self._on_subscribed = on_subscribed
         self._client: aiomqtt.Client | None = None
         self.generation = 0
         self.connected = asyncio.Event()
 
-    def add_filter(self, topic_filter: str) -> None:
+    def add_filter(self, topic_filter: str, *, shared: bool = True) -> None:
         self._filters.append(topic_filter)
+        if not shared:
+            self._unshared.add(topic_filter)
 
     def ack(self, message: Inbound) -> None:
         """PUBACK a message, unless its connection is gone (the broker will resend it)."""
@@ -198,7 +203,8 @@ class InboundLink:
         topics = []
         for topic in self._filters:
             # With a shared group each message reaches one replica, commands included.
-            name = f"$share/{group}/{topic}" if group and self._settings.protocol == 5 else topic
+            share = group and self._settings.protocol == 5 and topic not in self._unshared
+            name = f"$share/{group}/{topic}" if share else topic
             topics.append((name, 1))
         await client.subscribe(topics)
 

@@ -140,5 +140,30 @@ class Keys:
     def deferred(self, channel: str, recipient_hash: str) -> str:
         return self._k("rlpend", channel, recipient_hash)  # set: "<id>|<epoch>" held back
 
+    # -- presence (store/lua/presence.lua)
+    @property
+    def presence(self) -> str:
+        return self._k("presence")  # hash: "<d|h>:<name>" -> JSON record (device, heartbeat)
+
+    @property
+    def presence_due(self) -> str:
+        return self._k("presence_due")  # zset: "<d|h>:<name>" by when to look at it again
+
+    @property
+    def sms_codes(self) -> str:
+        return self._k("sms_codes")  # hash: reply code -> alert id (open alerts paged by SMS)
+
+    @property
+    def sms_last(self) -> str:
+        return self._k("sms_last")  # hash: phone number -> "<id>" last paged to it by SMS
+
+    @property
+    def sms_replies(self) -> str:
+        return self._k("sms_replies")  # zset: reply message sids applied, by when
+
+    @property
+    def sms_cursor(self) -> str:
+        return self._k("sms_cursor")  # string: DateSent bound (ISO date) of the reply poll
+
     def replica(self, client_id: str) -> str:
         return self._k("replica", client_id)  # hash with TTL: a running replica's health

@@ -43,6 +43,7 @@ SCRIPT_NAMES = (
     "reserve",
     "settle",
     "bury",
+    "presence",
 )
 
 
@@ -59,6 +60,7 @@ class Scripts:
     reserve: AsyncScript
     settle: AsyncScript
     bury: AsyncScript
+    presence: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
