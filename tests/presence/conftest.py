@@ -88,6 +88,4 @@ async def clear_retained(probe: Probe, topics: list[str]) -> None:
 
 
 def created(probe: Probe, alert_type: str, source: str) -> list[Any]:
-    return [
-        e for e in probe.events("created") if e["type"] == alert_type and e["source"] == source
-    ]
+    return [e for e in probe.events("created") if e["type"] == alert_type and e["source"] == source]
