@@ -7,9 +7,9 @@ Layout of what is published (prefix `homeassistant`, node id from the base topic
 
 - `<prefix>/device/<node_id>/service/config`: one *device-based* discovery message
   (HA >= 2024.11) for the "HomeAlert" device with its components (summary sensors,
-  "Problem", "Needs attention", "Acknowledge all", the event entity, and the
-  diagnostic entities of diagnostic_entities.py). One retained message keeps the
-  device and its entities consistent.
+  "Problem", "Needs attention", "Presence problems", "Acknowledge all", the event
+  entity, and the diagnostic entities of diagnostic_entities.py). One retained message
+  keeps the device and its entities consistent.
 - `<prefix>/{binary_sensor,button}/<node_id>/alert_<id>[_resolve]/config`: one
   *single-component* message per entity of one alert. Per alert, not inside the
   service's message, so that adding or removing an alert never rewrites the
@@ -317,6 +317,27 @@ def _service_components(settings: DiscoverySettings) -> dict[str, dict[str, Any]
             "value_template": "{{ 'ON' if (value_json.active | int(0)) > 0 else 'OFF' }}",
             "device_class": "problem",
             "icon": "mdi:account-alert",
+        },
+        "presence": {
+            # <base>/presence: devices offline and heartbeats late (presence.*); unknown
+            # until presence is configured and has published.
+            "platform": "sensor",
+            "name": "Presence problems",
+            **_ids(settings, "sensor", "presence"),
+            "state_topic": f"{base}/presence",
+            "value_template": (
+                "{{ value_json.values() | rejectattr('state', 'eq', 'ok') | list | count }}"
+            ),
+            "json_attributes_topic": f"{base}/presence",
+            "json_attributes_template": (
+                "{% set v = value_json.values() | list %}"
+                "{{ {'offline': v | selectattr('state', 'eq', 'offline')"
+                " | map(attribute='name') | list,"
+                " 'late': v | selectattr('state', 'eq', 'late')"
+                " | map(attribute='name') | list} | tojson }}"
+            ),
+            "state_class": "measurement",
+            "icon": "mdi:lan-disconnect",
         },
         "ack_all": {
             "platform": "button",

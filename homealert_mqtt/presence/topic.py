@@ -1,6 +1,6 @@
 """The retained `<base>/presence`: every watched device and heartbeat, and how it is.
 
-`{"<name>": {"state": "ok"|"offline"|"late", "kind": "device"|"heartbeat",
+`{"<name>": {"name", "state": "ok"|"offline"|"late", "kind": "device"|"heartbeat",
 "last_seen": ISO or null, "since": ISO or null}}`. `offline` (a device) and `late` (a
 heartbeat) from the moment their alert is raised until it is resolved.
 """
@@ -28,6 +28,7 @@ def presence_payload(entries: Sequence[Entry]) -> dict[str, Any]:
         device = entry.kind is Kind.DEVICE
         state = ("offline" if device else "late") if entry.raised else "ok"
         body[entry.name] = {
+            "name": entry.name,  # for templates that list the values (HA's sensor)
             "state": state,
             "kind": "device" if device else "heartbeat",
             "last_seen": iso(entry.last_seen) if entry.last_seen is not None else None,

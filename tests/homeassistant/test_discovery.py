@@ -271,6 +271,7 @@ def test_topics_are_the_contract_topics() -> None:
         f"{BASE}/ha/event",
         f"{BASE}/status",
         f"{BASE}/diagnostics",
+        f"{BASE}/presence",
     } | {f"{BASE}/alert/{i}" for i in alert_ids}
     command_topics = {f"{BASE}/ack_all"} | {
         f"{BASE}/alert/{i}/{verb}" for i in alert_ids for verb in ("ack", "resolve")
@@ -294,6 +295,7 @@ def test_service_device_has_the_contract_entities() -> None:
         ("sensor", "Open alerts"),
         ("sensor", "Active alerts"),
         ("sensor", "Highest priority"),
+        ("sensor", "Presence problems"),
         ("binary_sensor", "Problem"),
         ("binary_sensor", "Needs attention"),
         ("button", "Acknowledge all"),
@@ -597,6 +599,22 @@ def test_open_alerts_as_a_table() -> None:
     ]
     quiet = json.loads(_render(config["json_attributes_template"], json.dumps(QUIET)))
     assert quiet["table"] == "No open alerts."
+
+
+PRESENCE = {
+    "nas": {"name": "nas", "state": "offline", "kind": "device"},
+    "plug": {"name": "plug", "state": "ok", "kind": "device"},
+    "backup": {"name": "backup", "state": "late", "kind": "heartbeat"},
+}
+
+
+def test_presence_sensor_counts_problems_and_lists_them() -> None:
+    config = _service_config("presence")
+    assert config["state_topic"] == f"{BASE}/presence"
+    assert _render(config["value_template"], json.dumps(PRESENCE)) == "2"
+    assert _render(config["value_template"], json.dumps({})) == "0"
+    attributes = json.loads(_render(config["json_attributes_template"], json.dumps(PRESENCE)))
+    assert attributes == {"offline": ["nas"], "late": ["backup"]}
 
 
 @pytest.mark.parametrize(
