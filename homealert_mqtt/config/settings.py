@@ -160,6 +160,7 @@ DEFAULT_RATE_LIMITS = {
     "email": RateLimit(count=30, period=3600),
     "slack": RateLimit(count=60, period=3600),
     "mqtt": RateLimit(count=600, period=3600),
+    "apprise": RateLimit(count=60, period=3600),
 }
 
 

@@ -102,6 +102,12 @@ class Delivery:
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.concurrency)
 
+    def shown(self, channel_name: str, recipient: str) -> str:
+        """A recipient as logs and the delivery log show it: a channel whose addresses
+        hold secrets (apprise URLs) masks them with its `display`."""
+        display = getattr(self.channels.get(channel_name), "display", None)
+        return str(display(recipient)) if display is not None else recipient
+
     async def deliver(  # noqa: PLR0917 - one delivery's facts, all required
         self,
         channel_name: str,
@@ -180,7 +186,7 @@ class Delivery:
         attempt = {
             "at": iso(self.clock()),
             "channel": channel,
-            "recipient": recipient,
+            "recipient": self.shown(channel, recipient),
             "level": level,
             "outcome": outcome.status,
             "attempts": outcome.attempts,

@@ -132,7 +132,7 @@ class EscalationEngine:
             for channel, recipient in held:
                 self._spawn(
                     tasks,
-                    f"deferred:{channel}:{recipient}",
+                    f"deferred:{channel}:{self.delivery.shown(channel, recipient)}",
                     self._deferred(channel, recipient),
                 )
         return heads.first(), now
@@ -272,7 +272,7 @@ class EscalationEngine:
                 elif result.status == "failed":
                     _LOGGER.warning(
                         "notifying %s of %s by %s failed: %s",
-                        result.target.recipient,
+                        self.delivery.shown(channel, result.target.recipient),
                         alert_id,
                         channel,
                         result.error,

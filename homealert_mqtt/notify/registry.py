@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from homealert_mqtt.notify import email, mqtt, phone, slack, sms
+from homealert_mqtt.notify import apprise_channel, email, mqtt, phone, slack, sms
 from homealert_mqtt.notify.base import Channel, ChannelContext, ChannelModule
 
 _LOGGER = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ _MODULES: dict[str, ChannelModule] = {
     "sms": sms,
     "phone": phone,
     "mqtt": mqtt,
+    "apprise": apprise_channel,
 }
 
 # channel name -> voluptuous schema of its `channels.<name>` section
