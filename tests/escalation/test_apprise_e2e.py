@@ -13,7 +13,7 @@ from tests.escalation.conftest import HttpRecorder
 from tests.probe import Probe
 from tests.waits import eventually, store_for
 
-PASSWORD = "Apprise-pw-9d8c7b"
+PASSWORD = "Apprise-pw-9d8c7b"  # noqa: S105 - a test secret to hunt for
 PATH = "webhook-5e4f3a2b1c"
 
 
@@ -22,7 +22,7 @@ def _config(url: str) -> dict[str, Any]:
     return {
         "channels": {"apprise": {"enabled": True, "timeout": 5}},
         "recipients": {"groups": {"home": {"apprise": [url]}}},
-        "alerts": {"escalation": {"policies": {p: level for p in ("p1", "p2", "p3", "default")}}},
+        "alerts": {"escalation": {"policies": dict.fromkeys(("p1", "p2", "p3", "default"), level)}},
     }
 
 

@@ -14,9 +14,9 @@ from homealert_mqtt.notify.base import ChannelContext, DeliveryError, Message
 
 from .conftest import HttpRecorder
 
-SECRET_USER = "hookuser"
-SECRET_PASSWORD = "pa55-Apprise-S3cret"
-SECRET_PATH = "hook-7f3a9c2e1b"
+SECRET_USER = "hookuser"  # noqa: S105 - test secrets to hunt for
+SECRET_PASSWORD = "pa55-Apprise-S3cret"  # noqa: S105
+SECRET_PATH = "hook-7f3a9c2e1b"  # noqa: S105
 
 
 async def _no_publish(topic: str, payload: bytes, qos: int, retain: bool) -> None:
