@@ -14,6 +14,7 @@ from homealert_mqtt.notify.registry import close_channels, create_channels
 from homealert_mqtt.notify.templates import TemplateRenderer, TemplatesConfig
 from homealert_mqtt.service import Service
 from homealert_mqtt.store.escalation_store import EscalationStore
+from homealert_mqtt.store.reply_codes import ReplyCodes
 
 
 def shipped_templates() -> Path:
@@ -27,7 +28,9 @@ def add_escalation(service: Service) -> EscalationEngine:
         # Notifications wait for the broker's PUBACK: one that did not reach it is `failed`
         # (and retried), never reported `sent`.
         ChannelContext(
-            publish=service.outbound.publish_confirmed, base_topic=settings.mqtt.base_topic
+            publish=service.outbound.publish_confirmed,
+            base_topic=settings.mqtt.base_topic,
+            reply_codes=ReplyCodes(service.store, service.clock),
         ),
     )
     templates = settings.templates

@@ -11,10 +11,13 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import voluptuous as vol
+
+if TYPE_CHECKING:
+    from homealert_mqtt.store.reply_codes import ReplyCodes
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ class ChannelContext:
 
     publish: Publish  # (topic, payload, qos, retain)
     base_topic: str
+    reply_codes: ReplyCodes | None = None  # SMS reply codes (channels.sms.reply_ack)
 
 
 class ChannelModule(Protocol):

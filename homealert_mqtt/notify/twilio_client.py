@@ -9,6 +9,7 @@ how a self-hosted gateway or a test server stands in for api.twilio.com.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -81,6 +82,16 @@ def check_number(channel: str, recipient: str) -> str:
     if not number or any(c.isspace() for c in number):
         raise DeliveryError(f"{channel}: not a phone number: {recipient[:40]!r}", retryable=False)
     return number
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One message someone sent to our number."""
+
+    sid: str
+    number: str  # who sent it
+    body: str
+    inbound: bool
 
 
 class _RebasedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # twilio is untyped
@@ -171,6 +182,24 @@ class TwilioClient:
         except _FAILURES as err:
             raise self._error(err) from err
         return str(created.sid)
+
+    async def list_replies(self, since: datetime, limit: int = 200) -> list[Reply]:
+        """Messages sent to our number on or after `since`'s day (`To`, `DateSent>`)."""
+        try:
+            found = await self._rest().api.v2010.account.messages.list_async(
+                to=self._config.from_number, date_sent_after=since, limit=limit
+            )
+        except _FAILURES as err:
+            raise self._error(err) from err
+        return [
+            Reply(
+                sid=str(m.sid),
+                number=str(m.from_ or ""),
+                body=str(m.body or ""),
+                inbound=str(m.direction or "") == "inbound",
+            )
+            for m in found
+        ]
 
     async def aclose(self) -> None:
         if self._http is not None:

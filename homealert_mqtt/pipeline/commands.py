@@ -127,6 +127,14 @@ class CommandHandler:
         result = await self.store.command(action, target, args.by, args.note)
         return await self._report(result, action, target)
 
+    async def acknowledge(self, alert_id: str, by: str, note: str | None) -> CommandResult:
+        """Acknowledge one alert for someone outside MQTT (an SMS reply); the change is
+        published like any ack. Unknown, final or already acknowledged: nothing changes."""
+        result = await self.store.command("ack", alert_id, by[:MAX_BY_CHARS], note)
+        if result.outcome == "acknowledged":
+            await self._publish(result)
+        return result
+
     async def _ack_many(self, alert_ids: list[str], args: CommandPayload) -> Answer:
         changed = []
         for alert_id in alert_ids:

@@ -149,21 +149,21 @@ class Keys:
     def presence_due(self) -> str:
         return self._k("presence_due")  # zset: "<d|h>:<name>" by when to look at it again
 
+    # -- SMS reply codes and replies (store/lua/sms_code.lua, sms_reply.lua)
     @property
     def sms_codes(self) -> str:
-        return self._k("sms_codes")  # hash: reply code -> alert id (open alerts paged by SMS)
+        return self._k("sms_codes")  # hash: "c:<code>" -> alert id, "a:<alert id>" -> code
 
     @property
     def sms_last(self) -> str:
-        return self._k("sms_last")  # hash: phone number -> "<id>" last paged to it by SMS
+        return self._k("sms_last")  # hash: number -> JSON {ids, at} last paged to it by SMS
 
     @property
     def sms_replies(self) -> str:
         return self._k("sms_replies")  # zset: reply message sids applied, by when
 
-    @property
-    def sms_cursor(self) -> str:
-        return self._k("sms_cursor")  # string: DateSent bound (ISO date) of the reply poll
+    def sms_claim(self, sid: str) -> str:
+        return self._k("sms_claim", sid)  # string with TTL: a reply being applied
 
     def replica(self, client_id: str) -> str:
         return self._k("replica", client_id)  # hash with TTL: a running replica's health

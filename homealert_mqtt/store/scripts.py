@@ -44,6 +44,8 @@ SCRIPT_NAMES = (
     "settle",
     "bury",
     "presence",
+    "sms_code",
+    "sms_reply",
 )
 
 
@@ -61,6 +63,8 @@ class Scripts:
     settle: AsyncScript
     bury: AsyncScript
     presence: AsyncScript
+    sms_code: AsyncScript
+    sms_reply: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
