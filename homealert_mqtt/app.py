@@ -11,6 +11,7 @@ from homealert_mqtt.config.settings import Settings
 from homealert_mqtt.escalation.setup import add_escalation
 from homealert_mqtt.homeassistant import runtime as home_assistant
 from homealert_mqtt.mqtt.link import Resolver, static_resolver
+from homealert_mqtt.notify.clear import ClearPaged
 from homealert_mqtt.notify.sms_replies import add_sms_replies
 from homealert_mqtt.observability import NotificationCounter
 from homealert_mqtt.presence.setup import add_presence
@@ -32,6 +33,11 @@ def build_service(settings: Settings, **kwargs: Any) -> Service:
     engine = add_escalation(service)
     engine.delivery.on_sent.append(counter.notification_sent)
     engine.delivery.on_failed.append(counter.notification_failed)
+    if "mqtt" in engine.delivery.channels:
+        # Close the loop on <base>/notify/<group> (notify/clear.py)
+        service.add_listener(
+            ClearPaged(engine.store, settings.mqtt.base_topic, service.outbound.publish)
+        )
     add_presence(service)
     add_sms_replies(service)
     return service

@@ -76,6 +76,7 @@ class MqttChannel:
         topic = notify_topic(self._config.base_topic, recipient)
         payload = json.dumps(
             {
+                "action": "notify",  # a later {"action": "clear"} takes it down (clear.py)
                 "subject": message.subject,
                 "text": message.text,
                 "priority": message.priority,

@@ -35,6 +35,7 @@ async def test_publishes_json_to_the_recipient_topic(message: Message) -> None:
     [(topic, payload, qos, retain)] = published.calls
     assert (topic, qos, retain) == ("home/alerts/notify/oncall", 1, False)
     assert json.loads(payload) == {
+        "action": "notify",
         "subject": message.subject,
         "text": message.text,
         "priority": "P1",
