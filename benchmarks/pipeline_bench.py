@@ -3,7 +3,7 @@
 
     .venv/bin/python benchmarks/pipeline_bench.py [--alerts 20000] [--rate 500]
         [--paced-seconds 10] [--json out.json] [--profile py-spy|cprofile|pyinstrument]
-        [--broker-conf 'set_tcp_nodelay true']
+        [--broker-conf 'set_tcp_nodelay true'] [--presence-devices 2000]
 
 Starts its own Mosquitto and Redis on free 127.0.0.1 ports and the service as a separate
 process (`python -m homealert_mqtt run --config <tmp yaml>`), then measures with one
@@ -12,6 +12,10 @@ publisher and one subscriber process (this same file, run with `--role`):
   raw relay      publisher -> mosquitto -> subscriber, QoS 1: burst msgs/s, paced latency
   service        publisher -> <base>/in -> service -> <base>/alert/<id> -> subscriber
                  burst alerts/s, paced latency, lost alerts, dedup exactness, service RSS
+
+`--presence-devices N` also watches N Zigbee2MQTT devices (`presence.availability`), their
+retained `online` published before the service starts; measuring begins once the service
+has read them all (the retained `<base>/presence` lists N devices).
 
 The exit code is non-zero only for correctness (lost alerts, inexact dedup, a phase that
 did not finish); the speed goals are printed as PASS/FAIL. See benchmarks/README.md.
@@ -308,6 +312,7 @@ class Bench:
                     "homeassistant": {"discovery": False},
                     "http": {"enabled": False},
                     "logging": {"level": "warning"},
+                    **self._presence_config(),
                 },
                 indent=1,
             )
@@ -332,8 +337,45 @@ class Bench:
         )
         self.children.append(self.service)
         self._wait_online(30)
+        if self.args.presence_devices:
+            self._wait_presence(self.args.presence_devices, 120)
         self._sampling.set()
         threading.Thread(target=self._sample_rss, daemon=True).start()
+
+    # -- presence (--presence-devices)
+    def _presence_config(self) -> dict[str, Any]:
+        count = self.args.presence_devices
+        if not count:
+            return {}
+        base = f"bench{self.run_id}z2m"
+        client = _client("bench-devices")
+        _connect(client, "127.0.0.1", self.mqtt_port)
+        infos = [
+            client.publish(f"{base}/dev{i:05d}/availability", b'{"state":"online"}', 1, True)
+            for i in range(count)
+        ]
+        for info in infos:
+            info.wait_for_publish(30)
+        client.disconnect()
+        client.loop_stop()
+        return {"presence": {"availability": [{"preset": "zigbee2mqtt", "base_topic": base}]}}
+
+    def _wait_presence(self, count: int, timeout: float) -> None:
+        """Until the service has recorded every device (its retained <base>/presence)."""
+        done = threading.Event()
+        client = _client("bench-presence")
+
+        def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+            if msg.payload and len(json.loads(msg.payload)) >= count:
+                done.set()
+
+        client.on_message = on_message
+        _connect(client, "127.0.0.1", self.mqtt_port)
+        client.subscribe(f"{self.base}/presence", qos=1)
+        if not done.wait(timeout):
+            _fail(f"the service did not record {count} devices in {timeout} s")
+        client.disconnect()
+        client.loop_stop()
 
     def _wait_online(self, timeout: float) -> None:
         online = threading.Event()
@@ -1041,6 +1083,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="LINE",
         help="an extra mosquitto.conf line (e.g. 'set_tcp_nodelay true'); repeatable",
+    )
+    parser.add_argument(
+        "--presence-devices",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also watch N devices' retained availability topics (default 0: none)",
     )
     parser.add_argument("--max-seconds", type=float, default=600, help="hard stop (default 600)")
     args = parser.parse_args(argv)
