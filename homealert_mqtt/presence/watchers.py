@@ -43,12 +43,20 @@ class AvailabilityWatcher:
 
     async def handle(self, message: Inbound) -> None:
         device = self.source.device(message.topic)
-        online = self.source.reading(message.payload)
-        if device is None or online is None:
-            if message.payload:  # an empty payload clears a retained topic: nothing to say
-                _LOGGER.debug("availability %s: payload not understood", message.topic)
+        if device is None:
             return
         device = device[:MAX_DEVICE_CHARS]
+        if not message.payload:
+            # The retained topic was cleared: the device was removed (Zigbee2MQTT does so).
+            # Forgotten unless an alert for it is open (its `online` resolves that).
+            self._known.pop(device, None)
+            if await self.store.forget(Kind.DEVICE, device):
+                self.changed()
+            return
+        online = self.source.reading(message.payload)
+        if online is None:
+            _LOGGER.debug("availability %s: payload not understood", message.topic)
+            return
         if self._known.get(device) is online:
             return
         details = Details(device, source_for(device), self.source.severity, message.topic)
@@ -83,7 +91,11 @@ class HeartbeatWatcher:
 
     async def watch_all(self) -> None:
         """At start: a heartbeat never seen is due `every + grace` from now; a known one
-        keeps its deadline (one that passed while the service was down raises at once)."""
+        keeps its deadline (one that passed while the service was down raises at once).
+        One no longer configured is forgotten, unless its alert is open."""
+        for entry in await self.store.entries():
+            if entry.kind is Kind.HEARTBEAT and entry.name not in self.heartbeats:
+                await self.store.forget(Kind.HEARTBEAT, entry.name)
         for heartbeat in self.heartbeats.values():
             await self.store.observe(
                 Kind.HEARTBEAT, Event.WATCH, heartbeat.deadline_ms, self.details(heartbeat)

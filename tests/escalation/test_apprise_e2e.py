@@ -1,12 +1,16 @@
 """The apprise channel in a policy, end to end: Apprise's json:// to a local recorder.
-Its URL's secrets appear nowhere: not in logs, topics, events or the delivery log."""
+Its URL's secrets appear nowhere: not in logs, topics, events, the delivery log or the
+metrics."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import aiohttp
+
 from homealert_mqtt.clock import wall_ms
+from homealert_mqtt.embedded import free_port
 from homealert_mqtt.store.escalation_store import EscalationStore
 from tests.conftest import FakeClock
 from tests.escalation.conftest import HttpRecorder
@@ -37,7 +41,8 @@ async def test_apprise_pages_through_a_policy_and_hides_its_url(
     caplog.set_level("DEBUG")
     host_port = http_server.url.split("://", 1)[1]
     url = f"json://user:{PASSWORD}@{host_port}/{PATH}"
-    settings = make_settings(_config(url))
+    port = free_port()
+    settings = make_settings({**_config(url), "http": {"enabled": True, "port": port}})
     await start_service(settings, clock=clock)
     await probe.alert(source="nas", type="disk_full", severity="critical", message="Full!")
     await eventually(lambda: len(http_server.requests) == 1, what="apprise delivery")
@@ -60,8 +65,19 @@ async def test_apprise_pages_through_a_policy_and_hides_its_url(
         rows = [a for a in attempts if a["channel"] == "apprise"]
         assert rows
         assert rows[0]["recipient"].startswith("json://***#")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        metrics = await response.text()
+    assert 'channel="apprise"' in metrics
     everything = "\n".join(
-        [caplog.text, *(s.payload.decode("utf-8", "replace") for s in probe.seen), str(attempts)]
+        [
+            caplog.text,
+            *(s.payload.decode("utf-8", "replace") for s in probe.seen),
+            str(attempts),
+            metrics,
+        ]
     )
     assert PASSWORD not in everything
     assert PATH not in everything

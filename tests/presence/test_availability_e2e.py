@@ -98,3 +98,18 @@ async def test_back_before_for_raises_nothing(
 def _last_seen(probe: Probe, name: str) -> bool:
     last = probe.last(f"{probe.base}/presence")
     return last is not None and bool(last.json().get(name, {}).get("last_seen"))
+
+
+async def test_a_cleared_availability_topic_forgets_the_device(
+    make_settings: Any, start_service: Any, probe: Probe, clock: FakeClock, unique: str
+) -> None:
+    """Zigbee2MQTT clears a removed device's retained availability: it leaves presence."""
+    firmware = FIRMWARES[0]
+    prefix = f"p{unique}"
+    topic = firmware.topic_of(prefix, "old_bulb")
+    settings = _settings(make_settings, [firmware.config(prefix)])
+    await start_service(settings, clock=clock)
+    await probe.publish(topic, firmware.online, retain=True)
+    await _presence(probe, "old_bulb", "ok")
+    await probe.publish(topic, b"", retain=True)
+    await probe.wait_for(f"{probe.base}/presence", lambda s: "old_bulb" not in s.json())

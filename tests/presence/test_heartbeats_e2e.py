@@ -69,3 +69,15 @@ async def test_unknown_and_retained_heartbeats_are_answered_on_error(
         assert "backup" in error.json()["error"]
     finally:
         await probe.publish(f"{base}/heartbeat/backup", b"", retain=True)
+
+
+async def test_a_heartbeat_removed_from_the_config_is_forgotten(
+    make_settings: Any, start_service: Any, probe: Probe, clock: FakeClock
+) -> None:
+    both = {**HEARTBEATS, "sync": {"every": 60}}
+    running = await start_service(make_settings({"presence": {"heartbeats": both}}), clock=clock)
+    await probe.wait_for(f"{probe.base}/presence", lambda s: {"backup", "sync"} <= set(s.json()))
+    await running.stop()
+    settings = make_settings({"presence": {"heartbeats": HEARTBEATS}}, name="fewer.yaml")
+    await start_service(settings, clock=clock)
+    await probe.wait_for(f"{probe.base}/presence", lambda s: set(s.json()) == {"backup"})
