@@ -27,7 +27,6 @@ from homealert_mqtt.notify.base import (
     ChannelContext,
     DeliveryError,
     Message,
-    log_disabled,
 )
 
 NAME = "apprise"
@@ -50,8 +49,7 @@ def create(section: dict[str, Any], ctx: ChannelContext) -> AppriseChannel | Non
     del ctx
     section = SCHEMA(section)
     if not section["enabled"]:
-        log_disabled(NAME, "enabled: false")
-        return None
+        return None  # opt-in, unlike the others: off is the normal case, not worth a warning
     return AppriseChannel(section["timeout"])
 
 

@@ -19,9 +19,9 @@ CTX = ChannelContext(_publish, "homealert")
 
 
 def test_schemas_by_name() -> None:
-    assert set(CHANNEL_SCHEMAS) == {"email", "slack", "sms", "phone", "mqtt"}
+    assert set(CHANNEL_SCHEMAS) == {"email", "slack", "sms", "phone", "mqtt", "apprise"}
     for name, schema in CHANNEL_SCHEMAS.items():
-        assert schema({})["enabled"] is True, name
+        assert schema({})["enabled"] is (name != "apprise"), name  # apprise is opt-in
         with pytest.raises(vol.Invalid):
             schema({"no_such_key": 1})
 
