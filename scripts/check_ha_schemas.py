@@ -103,7 +103,14 @@ SAMPLE_DIAGNOSTICS = {
     "last_error": {"error": "payload is not JSON", "at": "2026-12-03T16:00:00.000Z"},
 }
 # (template key, payload) -> expected rendering
+SAMPLE_PRESENCE = {
+    "nas": {"name": "nas", "state": "offline", "kind": "device"},
+    "plug": {"name": "plug", "state": "ok", "kind": "device"},
+    "backup": {"name": "backup", "state": "late", "kind": "heartbeat"},
+}
 EXPECTED = {
+    ("presence", json.dumps(SAMPLE_PRESENCE)): "2",
+    ("presence", json.dumps({})): "0",
     ("open_alerts", json.dumps(SAMPLE_SUMMARY)): "3",
     ("open_alerts", json.dumps(EMPTY_SUMMARY)): "0",
     ("active_alerts", json.dumps(SAMPLE_SUMMARY)): "2",
