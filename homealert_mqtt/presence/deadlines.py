@@ -45,17 +45,16 @@ class Deadlines:
 
     async def run(self) -> None:
         while True:
-            claims = await self.presence.claim(self.lease_ms, CLAIM_LIMIT)
+            claims, first = await self.presence.claim_due(self.lease_ms, CLAIM_LIMIT)
             for claim in claims:
                 await self._carry_out(claim)
             if claims:
                 self.changed()
             if len(claims) < CLAIM_LIMIT:
-                await self._sleep()
+                await self._sleep(first)
 
-    async def _sleep(self) -> None:
+    async def _sleep(self, first: int | None) -> None:
         wait = POLL_SECONDS
-        first = await self.presence.next_due()
         if first is not None:
             wait = min(wait, max(0.0, (first - self.clock()) / 1000))
         await asyncio.sleep(wait)

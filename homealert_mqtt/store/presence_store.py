@@ -91,10 +91,17 @@ class PresenceStore:
         return bool(changed)
 
     async def claim(self, lease_ms: int, limit: int = 100) -> list[Claim]:
+        return (await self.claim_due(lease_ms, limit))[0]
+
+    async def claim_due(self, lease_ms: int, limit: int = 100) -> tuple[list[Claim], int | None]:
+        """What is due, claimed for `lease_ms`; and when the next record is due (None:
+        nothing is), in the same round trip."""
         raw = await self._script(
             keys=[self.keys.prefix], args=["claim", self.clock(), lease_ms, limit]
         )
-        return [_claim(item) for item in json.loads(as_str(raw))]
+        answer = json.loads(as_str(raw))
+        claims = [_claim(item) for item in answer["claimed"]]
+        return claims, int(answer["next"]) or None
 
     async def done(self, claim: Claim) -> bool:
         return bool(
@@ -109,10 +116,6 @@ class PresenceStore:
                 keys=[self.keys.prefix], args=["forget", self.clock(), member(kind, name)]
             )
         )
-
-    async def next_due(self) -> int | None:
-        head = await self.redis.zrange(self.keys.presence_due, 0, 0, withscores=True)
-        return int(head[0][1]) if head else None
 
     async def entries(self) -> list[Entry]:
         raw = await self.redis.hgetall(self.keys.presence)

@@ -18,7 +18,8 @@
 --          ARGV[6] JSON details kept on the record {name, source, severity, topic}
 --   returns 1 when the record's published view changed (state or last_seen), else 0
 -- claim:   ARGV[3] lease ms, ARGV[4] most records to claim
---   returns a JSON array of {member, action: raise|resolve, gen, record}
+--   returns JSON {claimed: [{member, action: raise|resolve, gen, record}, ...],
+--   next: when the first record left needs a look (ms), or 0 for none}
 -- done:    ARGV[3] member, ARGV[4] gen: the claimed action was carried out
 --   returns 1, or 0 when the claim was no longer this caller's (its lease ran out)
 -- forget:  ARGV[3] member: drop a record that nothing raised (heartbeat gone from config)
@@ -122,10 +123,12 @@ if op == 'claim' then
       save(member, rec)
     end
   end
+  local head = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
+  local next_at = head[2] and tonumber(head[2]) or 0
   if #claimed == 0 then
-    return '[]'
+    return '{"claimed": [], "next": ' .. string.format('%d', next_at) .. '}'
   end
-  return cjson.encode(claimed)
+  return cjson.encode({claimed = claimed, next = next_at})
 end
 
 if op == 'done' then
