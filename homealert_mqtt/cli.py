@@ -14,7 +14,7 @@ from pathlib import Path
 from homealert_mqtt import __version__
 from homealert_mqtt.config import ConfigError, Settings, load_config
 from homealert_mqtt.config.loader import ENV_MQTT_URL, ENV_REDIS_URL
-from homealert_mqtt.notify.registry import CHANNEL_SCHEMAS, disabled_channels, summary
+from homealert_mqtt.notify.registry import disabled_channels, enabled_channels, summary
 
 _LOGGER = logging.getLogger("homealert_mqtt")
 DEFAULT_DATA_DIR = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / (
@@ -190,7 +190,7 @@ def _check_config(path: str | None) -> int:
         print("channels that will send nothing:")
         for name, reason in disabled.items():
             print(f"  {name}: {reason}")
-    print(summary(set(CHANNEL_SCHEMAS) - set(disabled)))
+    print(summary(enabled_channels(settings.channels)))
     return 0
 
 

@@ -48,9 +48,15 @@ _PARTS = re.compile(r"[^/:@?&=#+,\s]{6,}")
 def create(section: dict[str, Any], ctx: ChannelContext) -> AppriseChannel | None:
     del ctx
     section = SCHEMA(section)
-    if not section["enabled"]:
-        return None  # opt-in, unlike the others: off is the normal case, not worth a warning
+    if why_disabled(section):
+        return None  # opt-in (registry.OPT_IN): off is the normal case, not worth a warning
     return AppriseChannel(section["timeout"])
+
+
+def why_disabled(section: dict[str, Any]) -> str | None:
+    """Why a validated section cannot send (it needs no credentials: its URLs are the
+    recipients'), or None."""
+    return None if section["enabled"] else "enabled: false"
 
 
 def shown(url: str) -> str:

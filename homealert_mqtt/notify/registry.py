@@ -24,6 +24,10 @@ _MODULES: dict[str, ChannelModule] = {
     "apprise": apprise_channel,
 }
 
+# Channels that are off unless asked for: left off, they are not worth a warning, and
+# "will send nothing" would only be noise.
+OPT_IN = frozenset({"apprise"})
+
 # channel name -> voluptuous schema of its `channels.<name>` section
 CHANNEL_SCHEMAS: dict[str, Any] = {name: module.SCHEMA for name, module in _MODULES.items()}
 
@@ -42,7 +46,7 @@ def create_channels(channels_config: Mapping[str, Any], ctx: ChannelContext) -> 
         channel = module.create(dict(channels_config.get(name) or {}), ctx)
         if channel is not None:
             channels[name] = channel
-    if len(channels) == len(_MODULES):
+    if set(_MODULES) - set(channels) <= OPT_IN:
         _LOGGER.info("%s", summary(set(channels)))
     else:
         _LOGGER.warning(
@@ -53,7 +57,7 @@ def create_channels(channels_config: Mapping[str, Any], ctx: ChannelContext) -> 
 
 def summary(enabled: set[str]) -> str:
     """One plain sentence: which channels notify people, which were left out."""
-    off = [name for name in _MODULES if name not in enabled]
+    off = [name for name in _MODULES if name not in enabled and name not in OPT_IN]
     on = [name for name in _MODULES if name in enabled]
     if not on:
         return "no notification channel can send: alerts are tracked, but nobody is notified"
@@ -68,9 +72,21 @@ def disabled_channels(channels_config: Mapping[str, Any]) -> dict[str, str]:
     reasons = {}
     for name, module in _MODULES.items():
         section = module.SCHEMA(dict(channels_config.get(name) or {}))
+        if name in OPT_IN and not section["enabled"]:
+            continue
         if reason := module.why_disabled(section):
             reasons[name] = reason
     return reasons
+
+
+def enabled_channels(channels_config: Mapping[str, Any]) -> set[str]:
+    """The channels that will send (what create_channels would create)."""
+    names = set()
+    for name, module in _MODULES.items():
+        section = module.SCHEMA(dict(channels_config.get(name) or {}))
+        if not module.why_disabled(section):
+            names.add(name)
+    return names
 
 
 async def close_channels(channels: Mapping[str, Channel]) -> None:

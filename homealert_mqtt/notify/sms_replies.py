@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from homealert_mqtt.clock import Clock
-from homealert_mqtt.notify.base import DeliveryError, is_unset
-from homealert_mqtt.notify.sms import SCHEMA
+from homealert_mqtt.notify.base import DeliveryError
+from homealert_mqtt.notify.sms import SCHEMA, why_disabled
 from homealert_mqtt.notify.twilio_client import Reply, TwilioClient, TwilioConfig
 from homealert_mqtt.pipeline.commands import CommandHandler
 from homealert_mqtt.service import Service
@@ -123,10 +123,8 @@ def add_sms_replies(service: Service) -> ReplyPoller | None:
     """The poller, when `channels.sms.reply_ack.enabled` and the SMS channel can send."""
     section = SCHEMA(dict(service.settings.channels.get("sms") or {}))
     reply_ack = section["reply_ack"]
-    if not (section["enabled"] and reply_ack["enabled"]):
-        return None
-    if any(is_unset(section[k]) for k in ("account_sid", "auth_token", "from_number")):
-        return None  # the sms channel already warned that it is disabled
+    if not reply_ack["enabled"] or why_disabled(section):
+        return None  # the sms channel already warned if it is disabled
     poller = ReplyPoller(
         TwilioClient("sms replies", TwilioConfig.from_section(section)),
         ReplyCodes(service.store, service.clock),
