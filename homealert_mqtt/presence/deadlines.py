@@ -4,6 +4,8 @@ Any replica may claim a record; presence.lua hands each action to one of them an
 it back after the lease if that replica dies before it is done. The alert goes through
 ingest.lua like a device's own, so deduplication, grouping, priorities and escalation
 apply; carrying out a claim again (after a crash) meets the open alert and is a repeat.
+A Redis blip is retried where it happens (transient.retry_transient), not left to the
+lease: a deadline that passed during a Redis restart raises as soon as Redis is back.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from homealert_mqtt.clock import Clock
@@ -23,6 +25,7 @@ from homealert_mqtt.pipeline.jsontext import compact
 from homealert_mqtt.pipeline.publish import StatePublisher
 from homealert_mqtt.store.alert_store import AlertStore
 from homealert_mqtt.store.presence_store import Claim, Kind, PresenceStore
+from homealert_mqtt.transient import Outage, retry_transient
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,10 +45,15 @@ class Deadlines:
     lease_ms: int
     clock: Clock
     changed: Callable[[], None]
+    outage: Outage = field(default_factory=lambda: Outage("Redis"))
 
     async def run(self) -> None:
         while True:
-            claims, first = await self.presence.claim_due(self.lease_ms, CLAIM_LIMIT)
+            claims, first = await retry_transient(
+                lambda: self.presence.claim_due(self.lease_ms, CLAIM_LIMIT),
+                self.outage,
+                where="presence",
+            )
             for claim in claims:
                 await self._carry_out(claim)
             if claims:
@@ -62,7 +70,9 @@ class Deadlines:
     async def _carry_out(self, claim: Claim) -> None:
         alert, attributes = incoming(claim)
         request = store_request(alert, compact(attributes), self.settings, self.start_plan())
-        [result] = await self.alerts.ingest_many([request])
+        [result] = await retry_transient(
+            lambda: self.alerts.ingest_many([request]), self.outage, where="presence"
+        )
         if result.outcome == "failed":
             _LOGGER.error("presence: storing %s failed: %s", claim.member, result.reason)
         elif result.alert is not None:
@@ -70,7 +80,7 @@ class Deadlines:
             if result.group is not None:
                 await self.publisher.group(result.group)
         # no_open_alert (a resolve after someone resolved it by hand) is as good as done
-        await self.presence.done(claim)
+        await retry_transient(lambda: self.presence.done(claim), self.outage, where="presence")
         _LOGGER.info(
             "presence: %s %s (%s)", ALERT_TYPES[claim.kind], claim.action, claim.details.name
         )

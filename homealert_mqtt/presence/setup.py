@@ -42,6 +42,7 @@ def add_presence(service: Service) -> PresenceTopic | None:
         lease_ms=settings.alerts.escalation.lease * 1000,
         clock=service.clock,
         changed=topic.changed,
+        outage=service.redis_outage,
     )
 
     async def presence_deadlines() -> None:
