@@ -11,6 +11,7 @@ from homealert_mqtt.config.settings import Settings
 from homealert_mqtt.escalation.setup import add_escalation
 from homealert_mqtt.homeassistant import runtime as home_assistant
 from homealert_mqtt.mqtt.link import Resolver, static_resolver
+from homealert_mqtt.noise.setup import add_noise_control
 from homealert_mqtt.notify.clear import ClearPaged
 from homealert_mqtt.notify.sms_replies import add_sms_replies
 from homealert_mqtt.observability import NotificationCounter
@@ -31,6 +32,7 @@ def build_service(settings: Settings, **kwargs: Any) -> Service:
     _add_zeroconf_announcement(service)
     counter = _add_metrics(service)
     engine = add_escalation(service)
+    service.noise = add_noise_control(service, engine)
     engine.delivery.on_sent.append(counter.notification_sent)
     engine.delivery.on_failed.append(counter.notification_failed)
     if "mqtt" in engine.delivery.channels:

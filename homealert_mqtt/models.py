@@ -57,6 +57,8 @@ class Event(StrEnum):
     REJECTED = "rejected"
     REOPENED = "reopened"
     ACTIVATED = "activated"
+    SILENCED = "silenced"
+    UNSILENCED = "unsilenced"
 
 
 # Every state change the service makes, as (rule id, action, from-states, to-state).
@@ -152,6 +154,7 @@ class AlertRecord:
     opened_at: int | None = None  # creation, or the last re-open: escalation delays count from it
     last_notified_at: int | None = None
     rev: int = 0  # bumped by every script that returns the alert (see _lib.lua, next_rev)
+    silenced_by: tuple[str, ...] = ()  # silences on it (noise/): nobody is paged
 
     @classmethod
     def from_redis(cls, raw: dict[str, Any]) -> AlertRecord:
@@ -192,6 +195,7 @@ class AlertRecord:
             opened_at=opt_int("opened_at"),
             last_notified_at=opt_int("last_notified_at"),
             rev=int(raw.get("rev") or 0),
+            silenced_by=_id_list(raw.get("silenced_by")),
         )
 
     def to_public(self) -> dict[str, Any]:
@@ -219,7 +223,15 @@ class AlertRecord:
             "resolved_by": self.resolved_by,
             "updated_at": iso(self.updated_at),
             "last_notified_at": iso(self.last_notified_at),
+            "silenced_by": list(self.silenced_by),
         }
+
+
+def _id_list(raw: Any) -> tuple[str, ...]:
+    # The scripts store a JSON list; absent, or `[]`, on most alerts.
+    if not raw or raw == "[]":
+        return ()
+    return tuple(json.loads(raw))
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +318,7 @@ class Summary:
     # The most urgent open alerts (priority, then newest first), and when this was read.
     open_alerts: tuple[OpenAlert, ...] = ()
     at: int = 0
+    silenced: int = 0  # open alerts with a silence on
 
     @property
     def highest_priority(self) -> str | None:
@@ -325,4 +338,5 @@ class Summary:
             "highest_priority": self.highest_priority,
             "alerts": list(self.alerts),
             "open_alerts": [alert.to_public(self.at) for alert in self.open_alerts],
+            "silenced": self.silenced,
         }

@@ -111,6 +111,7 @@ class Service:
         # its state change never reached MQTT. The heartbeat resyncs once Redis is back.
         self._redis_lost = False
         self.escalation: Any = None  # the EscalationEngine, once escalation/setup.py added it
+        self.noise: Any = None  # the SilenceRuntime, once noise/setup.py added it
 
     # -- seams for optional parts (Home Assistant, escalation, metrics): call before run()
     def add_subscription(

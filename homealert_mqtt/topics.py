@@ -81,6 +81,22 @@ class Topics:
     def notify(self, recipient: str) -> str:
         return f"{self.base}/notify/{recipient}"
 
+    # -- noise control (noise/)
+    def silence(self, silence_id: str) -> str:
+        return f"{self.base}/silence/{silence_id}"
+
+    def silence_filters(self) -> dict[str, str]:
+        """The noise-control command filters, by what they do."""
+        return {
+            "set": f"{self.base}/silence/+/set",
+            "expire": f"{self.base}/silence/+/expire",
+            "snooze": f"{self.base}/alert/+/snooze",
+        }
+
+    def middle_level(self, topic: str) -> str:
+        """`<base>/<scope>/<target>/<verb>` -> target (the `+` of silence_filters)."""
+        return topic[len(self.base) + 1 :].split("/")[1]
+
     # -- parsing
     def source_from_input(self, topic: str) -> str | None:
         """`<base>/in/<source>` -> source; `<base>/in` -> None. Raises ValueError otherwise."""

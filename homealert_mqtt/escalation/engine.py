@@ -26,6 +26,7 @@ from homealert_mqtt.escalation.delivery import Delivery
 from homealert_mqtt.escalation.plan import Target, next_step, targets
 from homealert_mqtt.models import AlertRecord, State
 from homealert_mqtt.mqtt.backoff import Backoff
+from homealert_mqtt.noise.gate import NoiseGate
 from homealert_mqtt.notify.base import Message
 from homealert_mqtt.notify.templates import NotificationKind, TemplateRenderer
 from homealert_mqtt.pipeline.publish import StatePublisher
@@ -74,6 +75,7 @@ class EscalationEngine:
         self.concurrency = settings.concurrency
         self._busy: set[str] = set()
         self._claim_token = ""  # the last claim_flush call's, for Redis to forget
+        self.gate: NoiseGate | None = None  # noise control (noise/setup.py): who is quiet
 
     async def run(self) -> None:
         # Polled, not woken per alert: a burst costs a few passes, and a pass with
@@ -159,8 +161,11 @@ class EscalationEngine:
             )
             claimed = await self._redis(claim)
             self._claim_token = token
+            admitted = claimed
+            if self.gate is not None:
+                admitted = await self._redis(partial(self.gate.admit, claimed))
             quiet = []
-            for flush in claimed:
+            for flush in admitted:
                 if self._targets(flush):
                     self._spawn(tasks, f"flush:{flush.key}", self._flush(flush))
                 else:
@@ -308,6 +313,8 @@ class EscalationEngine:
             alert = by_id.get(alert_id)
             if alert is not None and alert.epoch == epoch and alert.state in _PAGEABLE:
                 alerts[alert.id] = alert
+        if (gate := self.gate) is not None:
+            alerts = await self._redis(lambda: gate.pageable(alerts))
         if alerts:
             keys = self.store.digest_keys(channel, recipient, held, list(alerts))
 

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -46,6 +47,10 @@ _LOGGER = logging.getLogger(__name__)
 CHUNKS_IN_FLIGHT = 4
 
 
+# The ids of the silences on for an alert, from its matcher fields (noise/gate.py).
+SilencesFor = Callable[[Mapping[str, Any]], tuple[str, ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     message: Inbound
@@ -62,15 +67,29 @@ def store_request(
     mid: int = 0,
     dup: bool = False,
     digest: str = "",
+    silences_for: SilencesFor | None = None,
 ) -> IngestRequest:
     """What ingest.lua needs to store a validated alert: its identity, group, priority
-    and first escalation step, and the MQTT message's redelivery check (`client_id`
-    empty: none)."""
+    and first escalation step, the silences on for it (`silences_for`, see noise/gate.py)
+    and the MQTT message's redelivery check (`client_id` empty: none)."""
     identity = identify(alert, settings.dedup.attributes)
     grouping = settings.grouping
     group = group_identity(alert, grouping.attributes) if grouping.enabled else None
     priority = prioritise(alert, settings.priorities, settings.default_priority)
     start = start_plan.get(priority)
+    silences: tuple[str, ...] = ()
+    if silences_for is not None and alert.status == "firing":
+        silences = silences_for(
+            {
+                "id": identity.base_id,
+                "source": alert.source,
+                "type": alert.type,
+                "severity": alert.severity,
+                "priority": priority.value,
+                "group_id": group.base_group_id if group else None,
+                "attributes": alert.attributes,
+            }
+        )
     return IngestRequest(
         fingerprint=identity.fingerprint,
         base_id=identity.base_id,
@@ -92,6 +111,7 @@ def store_request(
         quiet_start=start is not None and start.quiet,
         next_delay_ms=start.next_delay_ms if start is not None else None,
         partial=partial_match(alert, settings.dedup.attributes),
+        silences=silences,
     )
 
 
@@ -119,6 +139,8 @@ class Ingest:
         self.batch_observers: list[Callable[[int, float], None]] = []
         # Set by the escalation engine's setup: which priorities start quiet.
         self.start_plan: Mapping[Priority, Start] = {}
+        # Set by noise control's setup: which silences are on for an alert.
+        self.silences_for: SilencesFor | None = None
 
     async def handle(self, batch: Sequence[Inbound], ack: Callable[[Inbound], None]) -> None:
         """Process a batch in arrival order: alerts stored INGEST_CHUNK per script call,
@@ -191,6 +213,7 @@ class Ingest:
             digest=hashlib.blake2b(
                 message.topic.encode() + b"\x00" + message.payload, digest_size=12
             ).hexdigest(),
+            silences_for=self.silences_for,
         )
         return Prepared(message, request)
 

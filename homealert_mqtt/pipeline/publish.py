@@ -114,6 +114,11 @@ class StatePublisher:
         self._mark_fresh(topic)
         await self._publish(topic, dumps(group.to_public()), 1, True)
 
+    async def retained(self, topic: str, payload: bytes) -> None:
+        """Another part's retained topic (a silence's state), or its clearing with b""."""
+        self._mark_fresh(topic)
+        await self._publish(topic, payload, 1, True)
+
     async def event(self, name: str, alert: AlertRecord | None, **extra: Any) -> None:
         body: dict[str, Any]
         if alert is None:

@@ -78,6 +78,7 @@ class IngestRequest:
     next_delay_ms: int | None = None
     # A resolve without every fingerprint field: resolve the open alerts matching this.
     partial: PartialMatch | None = None
+    silences: tuple[str, ...] = ()  # silences the service found on (noise/)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +178,7 @@ def _ingest_arg(req: IngestRequest) -> str:
             req.quiet_start,
             req.next_delay_ms,
             None if req.partial is None else req.partial.to_json(),
+            req.silences,
         )
     )
 
@@ -348,7 +350,16 @@ class AlertStore:
     # -- reads
     async def summary(self) -> Summary:
         now = self.clock()
-        open_, acked, escalated, by, active_by, newest, described = await self.scripts.summary(
+        (
+            open_,
+            acked,
+            escalated,
+            by,
+            active_by,
+            newest,
+            described,
+            silenced,
+        ) = await self.scripts.summary(
             keys=[self.keys.prefix], args=[SUMMARY_NEWEST, SUMMARY_DESCRIBED]
         )
         names = [p.value for p in Priority]
@@ -366,6 +377,7 @@ class AlertStore:
             alerts=tuple(as_str(i) for i in newest),
             open_alerts=tuple(listed[:SUMMARY_LISTED]),
             at=now,
+            silenced=int(silenced),
         )
 
     async def get_alert(self, alert_id: str) -> AlertRecord | None:

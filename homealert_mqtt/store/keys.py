@@ -167,3 +167,30 @@ class Keys:
 
     def replica(self, client_id: str) -> str:
         return self._k("replica", client_id)  # hash with TTL: a running replica's health
+
+    # -- noise control (store/lua/_noise.lua, silence_*.lua)
+    def silence(self, silence_id: str) -> str:
+        return self._k("silence", silence_id)  # hash: id, matchers, starts_at, ends_at, ...
+
+    def silence_members(self, silence_id: str) -> str:
+        return self._k("smem", silence_id)  # set: alert ids the silence is on
+
+    @property
+    def silenced(self) -> str:
+        return self._k("silenced")  # set: alerts with at least one silence on
+
+    @property
+    def silences(self) -> str:
+        return self._k("silences")  # zset: silence ids by ends_at
+
+    @property
+    def silence_due(self) -> str:
+        return self._k("silence_due")  # zset: silence ids by their next start or end
+
+    @property
+    def silence_version(self) -> str:
+        return self._k("silence_ver")  # counter: bumped by every change of a silence
+
+    @property
+    def silence_clear(self) -> str:
+        return self._k("silence_clear")  # set: ended silences whose topic awaits clearing

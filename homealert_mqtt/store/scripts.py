@@ -26,8 +26,9 @@ TRANSIENT_CODES = (
 
 def _source(name: str) -> str:
     lua = resources.files("homealert_mqtt.store").joinpath("lua")
-    return (
-        lua.joinpath("_lib.lua").read_text("utf-8") + "\n" + lua.joinpath(name).read_text("utf-8")
+    # _noise.lua uses _lib.lua's functions; both come before every script.
+    return "\n".join(
+        lua.joinpath(part).read_text("utf-8") for part in ("_lib.lua", "_noise.lua", name)
     )
 
 
@@ -46,6 +47,9 @@ SCRIPT_NAMES = (
     "presence",
     "sms_code",
     "sms_reply",
+    "silence_set",
+    "silence_mark",
+    "silence_end",
 )
 
 
@@ -65,6 +69,9 @@ class Scripts:
     presence: AsyncScript
     sms_code: AsyncScript
     sms_reply: AsyncScript
+    silence_set: AsyncScript
+    silence_mark: AsyncScript
+    silence_end: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

@@ -21,6 +21,8 @@
 --        {fields = {{alert hash field, value}, ...}, attrs = {{attributes key, JSON
 --        value}, ...}, scan = newest open alerts looked at, max = most resolved}; see
 --        resolve_partial below
+--   [21] ids of the silences the service found on for the alert (a JSON list, often
+--        empty): those still on silence it (no escalation timer; see _noise.lua)
 --
 -- Returns a JSON array with, per alert in order, an object {outcome, alert, group, events}:
 --   outcome: created | deduplicated | reopened | resolved | redelivered | no_open_alert |
@@ -121,11 +123,44 @@ local function resolve_partial(spec, source)
   return reply
 end
 
+-- Noise control: of the silences the service matched, those still on now (one may have
+-- ended since), or nil when none is.
+local function live_silences(sids)
+  if sids == nil or sids == cjson.null or #sids == 0 then
+    return nil
+  end
+  local live = {}
+  for _, sid in ipairs(sids) do
+    if silence_on(sid, now) then
+      live[#live + 1] = sid
+    end
+  end
+  if #live == 0 then
+    return nil
+  end
+  table.sort(live)
+  return live
+end
+
+-- Records the silences (from live_silences) on alert `id`, new or re-opened; its
+-- `silenced_by` field is set by the caller's HSET.
+local function mark_silenced(id, live)
+  if not live then
+    redis.call('SREM', k('silenced'), id)
+    return
+  end
+  for _, sid in ipairs(live) do
+    redis.call('SADD', k('smem', sid), id)
+  end
+  redis.call('SADD', k('silenced'), id)
+end
+
 -- One alert; returns its reply (a table).
 local function ingest_one(request)
   local fp, base_id, status, source, atype, severity, prio, message, attributes, ts,
-    gkh, gtext, base_gid, client, mid, dup, digest, quiet, next_delay, partial = unpack(request)
+    gkh, gtext, base_gid, client, mid, dup, digest, quiet, next_delay, partial, sils = unpack(request)
   if next_delay == cjson.null then next_delay = nil end
+  local silenced = nil
 
   local function reply(outcome, alert, group, events)
     return {outcome = outcome, alert = alert, group = group, events = events}
@@ -137,6 +172,9 @@ local function ingest_one(request)
   -- Neither alert has a timer to cancel: a new one never had one, and resolving cancelled a
   -- re-opened one's.
   local function first_timer(id, epoch)
+    if silenced then
+      return nil, '' -- silenced: the silence's end starts the escalation
+    end
     local level, due = '0', now_s
     if quiet then
       if not next_delay then
@@ -225,14 +263,17 @@ local function ingest_one(request)
       and now - tonumber(cur_fields[3]) <= tonumber(cfg.dedup_window) then
     -- Flap protection: firing again soon after a resolve re-opens the same alert.
     local epoch = string.format('%d', (tonumber(cur_fields[6]) or 0) + 1)
+    silenced = live_silences(sils)
     local timer, next_at = first_timer(cur, epoch)
     local update = extend(changes(), {'epoch', epoch, 'priority', prio, 'severity', severity,
       'escalation_level', '0', 'opened_at', now_s, 'acknowledged_by', '', 'acknowledged_at', '',
-      'ack_note', '', 'resolved_at', '', 'resolved_by', '', 'next_escalation_at', next_at})
+      'ack_note', '', 'resolved_at', '', 'resolved_by', '', 'next_escalation_at', next_at,
+      'silenced_by', silenced and cjson.encode(silenced) or '[]'})
     if timer then
       extend(update, {'timer', timer})
     end
     redis.call('HSET', k('alert', cur), unpack(update))
+    mark_silenced(cur, silenced)
     reindex(cur, 'resolved', prio, cur_fields[2], cur_fields[4])
     transition(cur, 'reopen', now, cfg.retention, {})
     if quiet then
@@ -240,7 +281,7 @@ local function ingest_one(request)
     end
     history_add(source, cur, 'reopened', atype, prio, now, now_s, cfg)
     local a = alert_read(cur)
-    return reply('reopened', a, group_of(a), {'reopened'})
+    return reply('reopened', a, group_of(a), silenced and {'reopened', 'silenced'} or {'reopened'})
   end
 
   -- A new alert: the fingerprint's next occurrence, in the group its key names (a new one
@@ -309,6 +350,7 @@ local function ingest_one(request)
 
   local state, rule = 'new', 'T0'
   if quiet then state, rule = 'active', 'T1' end
+  silenced = live_silences(sils)
   local timer, next_at = first_timer(id, '1')
   -- Strings as they are stored: the reply is this list, not a read-back.
   local alert = {'id', id, 'fp', fp, 'state', state, 'rule', rule, 'priority', prio,
@@ -319,6 +361,11 @@ local function ingest_one(request)
     'rev', next_rev(nil)} -- the id has no hash yet (EXISTS above), so no earlier rev
   if timer then
     extend(alert, {'timer', timer})
+  end
+  if silenced then
+    extend(alert, {'silenced_by', cjson.encode(silenced)})
+    mark_silenced(id, silenced)
+    events[#events + 1] = 'silenced'
   end
   redis.call('HSET', k('alert', id), unpack(alert))
   -- reindex() for a new id: in no index yet, so nothing to take out of acked or escalated.

@@ -6,7 +6,7 @@
 --
 -- Returns {open, acknowledged, escalated, {P1..P5 open}, {P1..P5 open and not acknowledged},
 --          {newest open ids}, {{id, priority, state, source, type, message, first_seen}, ...}}
---          (the described alerts, newest first)
+--          (the described alerts, newest first), open alerts with a silence on
 
 local open = redis.call('ZCARD', k('open'))
 local acked = redis.call('SCARD', k('acked'))
@@ -23,6 +23,13 @@ for i = 1, 5 do
   end
 end
 local newest = redis.call('ZREVRANGE', k('open'), 0, tonumber(ARGV[1]) - 1)
+-- `silenced` keeps resolved alerts until their silence ends: counted only while open.
+local silenced = 0
+for _, id in ipairs(redis.call('SMEMBERS', k('silenced'))) do
+  if redis.call('ZSCORE', k('open'), id) then
+    silenced = silenced + 1
+  end
+end
 local described = {}
 for _, id in ipairs(redis.call('ZREVRANGE', k('open'), 0, tonumber(ARGV[2]) - 1)) do
   local f = redis.call('HMGET', k('alert', id),
@@ -31,4 +38,4 @@ for _, id in ipairs(redis.call('ZREVRANGE', k('open'), 0, tonumber(ARGV[2]) - 1)
     described[#described + 1] = {id, f[1], f[2], f[3], f[4], f[5] or '', f[6]}
   end
 end
-return {open, acked, escalated, by, active_by, newest, described}
+return {open, acked, escalated, by, active_by, newest, described, silenced}

@@ -1,0 +1,126 @@
+"""Silences in the running service: their timers, their retained topics, and keeping the
+alerts' `silenced_by` in step with them.
+
+`run()` is a service task on every replica: it claims due silence starts and ends
+(silence_end.lua, atomic, so each is taken once), follows changes other replicas made
+(the version counter), and publishes what changed. An ended silence's effect on its
+alerts (escalation from level 0) happens inside that claim; what is left for here is
+telling MQTT, which a restart redoes (resync, and `silence_clear` for ended silences).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+
+from homealert_mqtt.clock import Clock
+from homealert_mqtt.noise.gate import alert_fields
+from homealert_mqtt.noise.silences import Silence
+from homealert_mqtt.noise.store import Mark, Marked, SilenceCache, SilenceStore
+from homealert_mqtt.pipeline.publish import StateListener, StatePublisher, dumps
+from homealert_mqtt.store.alert_store import AlertStore
+
+_LOGGER = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.1  # as the escalation loop: a silence's end pages within this
+
+
+class SilenceRuntime(StateListener):
+    def __init__(
+        self,
+        store: SilenceStore,
+        cache: SilenceCache,
+        alerts: AlertStore,
+        publisher: StatePublisher,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.alerts = alerts
+        self.publisher = publisher
+        self.clock = clock
+        self.silence_listeners: list[SilenceListener] = []
+
+    async def run(self) -> None:
+        await self.cache.refresh()
+        await self.reconcile()
+        while True:
+            timers = await self.store.timers()
+            await self.after_timers(timers.started, timers.ended, timers.alerts)
+            # Another replica's set or expire: matched from now on (publishing it was
+            # that replica's part).
+            await self.cache.refresh()
+            now = self.clock()
+            wait = POLL_SECONDS
+            if timers.next_at is not None:
+                wait = min(POLL_SECONDS, max(0.0, (timers.next_at - now) / 1000))
+            await asyncio.sleep(wait)
+
+    async def after_timers(
+        self, started: Sequence[str], ended: Sequence[str], marked: Sequence[Marked]
+    ) -> None:
+        if started or ended:
+            await self.cache.refresh()
+        await self.announce(marked)
+        for silence_id in ended:
+            _LOGGER.info("silence %s ended", silence_id)
+            await self.clear(silence_id)
+        for silence_id in started:
+            silence = self.cache.index.silences.get(silence_id)
+            if silence is not None:
+                _LOGGER.info("silence %s started", silence_id)
+                await self.publish(silence)
+                await self.reconcile([silence_id])
+
+    async def announce(self, marked: Iterable[Marked]) -> None:
+        """Publish the alerts a silence change touched, with their events."""
+        for item in marked:
+            events = [item.event] if item.event else []
+            await self.publisher.alert(item.alert, events)
+
+    async def publish(self, silence: Silence) -> None:
+        payload = dumps(silence.to_public(self.clock()))
+        await self.publisher.retained(self.publisher.topics.silence(silence.id), payload)
+        for listener in self.silence_listeners:
+            await listener.silence_changed(silence)
+
+    async def clear(self, silence_id: str) -> None:
+        await self.publisher.retained(self.publisher.topics.silence(silence_id), b"")
+        for listener in self.silence_listeners:
+            await listener.silence_removed(silence_id)
+        await self.store.cleared(silence_id)
+
+    async def reconcile(self, silence_ids: Sequence[str] | None = None) -> None:
+        """Put the silences (all, or those named) on every open alert they match, and
+        take a replaced one off the alerts it no longer matches."""
+        now = self.clock()
+        index = self.cache.index
+        wanted = set(index.silences) if silence_ids is None else set(silence_ids)
+        alerts = await self.alerts.get_alerts(await self.alerts.open_ids())
+        put_on, take_off = [], []
+        for alert in alerts:
+            matching = set(index.matching(alert_fields(alert), now)) & wanted
+            put_on += [Mark(alert.id, s) for s in sorted(matching - set(alert.silenced_by))]
+            if silence_ids is not None:
+                stale = (set(alert.silenced_by) & wanted) - matching
+                take_off += [Mark(alert.id, s) for s in sorted(stale)]
+        await self.announce(await self.store.mark(put_on, take_off))
+
+    # -- StateListener: a resync (start, reconnect) republishes every silence
+    async def resynced(self, alert_ids: Sequence[str]) -> None:
+        await self.cache.refresh()
+        for silence in list(self.cache.index.silences.values()):
+            await self.publish(silence)
+        for silence_id in await self.store.pending_clears():
+            await self.clear(silence_id)
+
+
+class SilenceListener:
+    """Told when a silence's retained state is published or cleared (Home Assistant)."""
+
+    async def silence_changed(self, silence: Silence) -> None:
+        """After `<base>/silence/<id>` was published."""
+
+    async def silence_removed(self, silence_id: str) -> None:
+        """After `<base>/silence/<id>` was cleared."""

@@ -1,0 +1,29 @@
+"""Puts noise control into a service: the silences' store, cache and timers, the MQTT
+commands, the gate in front of the escalation engine, and the ingest hook."""
+
+from __future__ import annotations
+
+from homealert_mqtt.escalation.engine import EscalationEngine
+from homealert_mqtt.noise.commands import SilenceCommands
+from homealert_mqtt.noise.gate import NoiseGate
+from homealert_mqtt.noise.runtime import SilenceRuntime
+from homealert_mqtt.noise.store import SilenceCache, SilenceStore
+from homealert_mqtt.service import Service
+
+
+def add_noise_control(service: Service, engine: EscalationEngine) -> SilenceRuntime:
+    store = SilenceStore(service.store, service.clock)
+    cache = SilenceCache(store)
+    runtime = SilenceRuntime(store, cache, service.store, service.publisher, service.clock)
+    commands = SilenceCommands(
+        runtime, service.store, service.publisher, service.topics, service.clock
+    )
+    filters = service.topics.silence_filters()
+    service.add_subscription(filters["set"], commands.on_set)
+    service.add_subscription(filters["expire"], commands.on_expire)
+    service.add_subscription(filters["snooze"], commands.on_snooze)
+    service.add_listener(runtime)
+    service.add_task(runtime.run)
+    engine.gate = NoiseGate(cache, store, runtime.announce, service.clock)
+    service.ingest.silences_for = engine.gate.silences_for
+    return runtime

@@ -1,0 +1,156 @@
+"""Silences in Redis (store/lua/silence_*.lua), and the service's cached copy of them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from homealert_mqtt.clock import Clock
+from homealert_mqtt.models import AlertRecord
+from homealert_mqtt.noise.silences import Silence, SilenceIndex
+from homealert_mqtt.store.alert_store import AlertStore, alert_from_json
+from homealert_mqtt.store.scripts import as_str
+
+END_LIMIT = 200  # silence starts and ends claimed per call
+
+
+@dataclass(frozen=True, slots=True)
+class Marked:
+    """An alert a silence_mark.lua or silence_end.lua call changed."""
+
+    alert: AlertRecord
+    quiet: bool
+    event: str  # silenced | unsilenced | ""
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    alert_id: str
+    silence_id: str
+    flush_key: str = ""
+    member: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    """What one silence_end.lua call claimed."""
+
+    started: tuple[str, ...]
+    ended: tuple[str, ...]
+    alerts: tuple[Marked, ...]
+    next_at: int | None
+
+
+class SilenceStore:
+    def __init__(self, alerts: AlertStore, clock: Clock) -> None:
+        self.alerts = alerts
+        self.redis: Redis = alerts.redis
+        self.keys = alerts.keys
+        self.scripts = alerts.scripts
+        self.clock = clock
+
+    async def put(self, silence: Silence) -> str:
+        """Create or replace; "created" or "replaced"."""
+        raw = silence.to_redis()
+        outcome = await self.scripts.silence_set(
+            keys=[self.keys.prefix],
+            args=[
+                self.clock(),
+                silence.id,
+                raw["matchers"],
+                silence.starts_at,
+                silence.ends_at,
+                raw["created_by"],
+                raw["comment"],
+            ],
+        )
+        return as_str(outcome)
+
+    async def timers(self, expire: str = "") -> Timers:
+        """Claim the due starts and ends (and end `expire` now, when given)."""
+        raw = json.loads(
+            await self.scripts.silence_end(
+                keys=[self.keys.prefix], args=[self.clock(), END_LIMIT, expire]
+            )
+        )
+        alerts = []
+        for item in raw["alerts"]:
+            alert = alert_from_json(item["alert"])
+            if alert is not None:
+                alerts.append(Marked(alert, quiet=False, event=item["event"]))
+        return Timers(
+            started=tuple(raw["started"]),
+            ended=tuple(raw["ended"]),
+            alerts=tuple(alerts),
+            next_at=int(raw["next"]) if raw["next"] else None,
+        )
+
+    async def mark(self, put_on: Sequence[Mark], take_off: Sequence[Mark] = ()) -> list[Marked]:
+        if not put_on and not take_off:
+            return []
+        args: list[str | int] = [self.clock(), len(put_on)]
+        for m in put_on:
+            args += [m.alert_id, m.silence_id, m.flush_key, m.member]
+        args.append(len(take_off))
+        for m in take_off:
+            args += [m.alert_id, m.silence_id]
+        raw = json.loads(await self.scripts.silence_mark(keys=[self.keys.prefix], args=args))
+        out = []
+        for item in raw:
+            alert = alert_from_json(item["alert"])
+            if alert is not None:
+                out.append(Marked(alert, bool(item["quiet"]), item["event"]))
+        return out
+
+    async def version(self) -> int:
+        return int(await self.redis.get(self.keys.silence_version) or 0)
+
+    async def load(self) -> list[Silence]:
+        ids = [as_str(i) for i in await self.redis.zrange(self.keys.silences, 0, -1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for silence_id in ids:
+            pipe.hgetall(self.keys.silence(silence_id))
+        found = []
+        for raw in await pipe.execute():
+            if raw:
+                found.append(Silence.from_redis({as_str(k): as_str(v) for k, v in raw.items()}))
+        return found
+
+    async def get(self, silence_id: str) -> Silence | None:
+        raw = await self.redis.hgetall(self.keys.silence(silence_id))
+        if not raw:
+            return None
+        return Silence.from_redis({as_str(k): as_str(v) for k, v in raw.items()})
+
+    async def members(self, silence_id: str) -> set[str]:
+        return {as_str(m) for m in await self.redis.smembers(self.keys.silence_members(silence_id))}
+
+    async def pending_clears(self) -> list[str]:
+        return sorted(as_str(m) for m in await self.redis.smembers(self.keys.silence_clear))
+
+    async def cleared(self, silence_id: str) -> None:
+        await self.redis.srem(self.keys.silence_clear, silence_id)
+
+
+class SilenceCache:
+    """The silences as the service matches them: reloaded whenever Redis's version
+    counter moved (another replica, or a timer, changed one)."""
+
+    def __init__(self, store: SilenceStore) -> None:
+        self.store = store
+        self.index = SilenceIndex()
+        self._version = -1
+
+    async def refresh(self) -> bool:
+        """Reload if anything changed; True when it did."""
+        version = await self.store.version()
+        if version == self._version:
+            return False
+        silences = await self.store.load()
+        # Read after the load: a change meanwhile shows as a newer version next time.
+        self._version = version
+        self.index = SilenceIndex(silences)
+        return True
