@@ -16,7 +16,7 @@ ONCALL, MANAGER = PEOPLE["oncall"][2], PEOPLE["manager"][2]
 LEAK = {"source": "basement", "type": "water_leak", "severity": "critical", "message": "Water!"}
 
 
-def sms_policy(**alerts: Any) -> dict[str, Any]:
+def sms_policy(*, lease: int = 90, **alerts: Any) -> dict[str, Any]:
     """P1 by SMS: oncall at once, manager after 15 minutes; no grouping."""
     return {
         "alerts": {
@@ -27,7 +27,8 @@ def sms_policy(**alerts: Any) -> dict[str, Any]:
                         {"delay": 0, "channels": ["sms"], "groups": ["oncall"]},
                         {"delay": 900, "channels": ["sms"], "groups": ["manager"]},
                     ]
-                }
+                },
+                "lease": lease,
             },
             **alerts,
         }
