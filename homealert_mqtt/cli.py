@@ -1,4 +1,5 @@
-"""The `homealert-mqtt` command: run, check-config, alerts, ack, resolve, history, health."""
+"""The `homealert-mqtt` command: run, check-config, alerts, ack, resolve, history, silence,
+health."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from homealert_mqtt import __version__
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     history = add("history", "Show recent alert events, newest first.")
     history.add_argument("--source", help="only this source")
     history.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    _add_silence(add)
     health = add("health", "Exit 0 when the service is connected to MQTT and Redis, else 1.")
     health.add_argument("--max-age", type=int, default=30, help="heartbeat age limit (s)")
     for cmd in (alerts, show, history, health, *acting):
@@ -124,6 +126,42 @@ def build_parser() -> argparse.ArgumentParser:
             f"{DEFAULT_DATA_DIR}, when it runs and no --config or HOMEALERT_*_URL is given)",
         )
     return parser
+
+
+def _add_silence(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    silence = add("silence", "Silence alerts for a while (maintenance), list or expire silences.")
+    verbs = silence.add_subparsers(dest="verb", required=True, metavar="VERB")
+    new = verbs.add_parser(
+        "add",
+        help="create (or replace) a silence; published over MQTT",
+        description="Create or replace a silence: matching alerts are stored and shown as "
+        "usual, with silenced_by in their state, and nobody is paged until it ends. "
+        "Example: silence add --match source=garage --match 'type=door*' --for 2h",
+    )
+    new.add_argument(
+        "--match",
+        metavar="FIELD=GLOB",
+        action="append",
+        required=True,
+        help="repeatable; fields: id, source, type, severity, priority, group_id, "
+        "attributes.<name>; globs: * ? [...] (case-sensitive)",
+    )
+    when = new.add_mutually_exclusive_group(required=True)
+    when.add_argument("--for", dest="duration", metavar="DURATION", help="e.g. 90m, 2h, 1d12h")
+    when.add_argument("--until", metavar="ISO", help="end time, ISO 8601 (UTC unless a zone)")
+    new.add_argument("--starts", metavar="ISO", help="start time (default: now)")
+    new.add_argument("--id", help="silence id (default: a new one); an existing id is replaced")
+    new.add_argument("--by", metavar="NAME", help="who made it")
+    new.add_argument("--comment", help="why")
+    listing = verbs.add_parser("list", help="list silences, pending and active (from Redis)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    gone = verbs.add_parser("expire", help="end a silence now (published over MQTT)")
+    gone.add_argument("id", help="the silence id")
+    for verb in (new, listing, gone):
+        # Also after the verb; SUPPRESS keeps one given before it.
+        verb.add_argument(
+            "--config", metavar="PATH", default=argparse.SUPPRESS, help="YAML config file"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "history": cli_commands.show_history,
         "show": cli_commands.show_alert,
         "health": cli_commands.health,
+        "silence": cli_commands.silence,
     }
     try:
         return asyncio.run(handlers[args.command](args, settings))

@@ -269,3 +269,28 @@ async def health(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(f"healthy: heartbeat {age:.1f} s ago")
     return 0
+
+
+async def publish_once(settings: Settings, topic: str, payload: bytes) -> bool:
+    """One QoS 1 publish to the service; False (and a message) when the broker is away."""
+    mqtt = dataclasses.replace(settings.mqtt, protocol=4)  # as send_command, for the same reason
+    kwargs = client_kwargs(
+        mqtt,
+        settings.mqtt.host,
+        settings.mqtt.port,
+        client_id=f"homealert-cli-{os.getpid()}",
+        persistent=False,
+    )
+    try:
+        async with aiomqtt.Client(**kwargs) as client:
+            await client.publish(topic, payload, qos=1)
+    except aiomqtt.MqttError as err:
+        print(f"cannot reach the broker at {settings.mqtt.safe_url()}: {err}")
+        return False
+    return True
+
+
+async def silence(args: argparse.Namespace, settings: Settings) -> int:
+    from homealert_mqtt.noise import cli as silence_cli  # noqa: PLC0415
+
+    return await silence_cli.run(args, settings)

@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "resolve": ["--by", "id"],
     "history": ["--source", "--limit"],
     "health": ["--max-age"],
+    "silence": ["add", "list", "expire"],
 }
 
 
