@@ -10,6 +10,8 @@ from homealert_mqtt import __version__, observability
 from homealert_mqtt.config.settings import Settings
 from homealert_mqtt.escalation.setup import add_escalation
 from homealert_mqtt.homeassistant import runtime as home_assistant
+from homealert_mqtt.homeassistant.bridge import DiscoveryBridge
+from homealert_mqtt.homeassistant.silences import SilenceEntities
 from homealert_mqtt.mqtt.link import Resolver, static_resolver
 from homealert_mqtt.noise.setup import add_noise_control
 from homealert_mqtt.notify.clear import ClearPaged
@@ -28,11 +30,13 @@ from homealert_mqtt.zeroconf_discovery import (
 def build_service(settings: Settings, **kwargs: Any) -> Service:
     resolver: Resolver = kwargs.pop("resolver", None) or _broker_resolver(settings)
     service = Service(settings, resolver=resolver, **kwargs)
-    _add_home_assistant(service, resolver)
+    bridge = _add_home_assistant(service, resolver)
     _add_zeroconf_announcement(service)
     counter = _add_metrics(service)
     engine = add_escalation(service)
     service.noise = add_noise_control(service, engine)
+    if settings.homeassistant.discovery:
+        service.noise.silence_listeners.append(SilenceEntities(bridge))
     engine.delivery.on_sent.append(counter.notification_sent)
     engine.delivery.on_failed.append(counter.notification_failed)
     if "mqtt" in engine.delivery.channels:
@@ -89,9 +93,9 @@ def _instance_name(client_id: str) -> str:
     return f"HomeAlert {client_id}".encode()[:63].decode("utf-8", "ignore")
 
 
-def _add_home_assistant(service: Service, resolver: Resolver) -> None:
+def _add_home_assistant(service: Service, resolver: Resolver) -> DiscoveryBridge:
     """MQTT discovery (`homeassistant.discovery`), and the start-up clean-up either way."""
-    home_assistant.install(service, resolver)
+    return home_assistant.install(service, resolver)
 
 
 def _add_metrics(service: Service) -> NotificationCounter:

@@ -79,6 +79,9 @@ class DiscoveryBridge:
         self._removed = removed
         # alert id -> its config messages, kept to re-send on HA's birth message
         self._alerts: dict[str, list[DiscoveryMessage]] = {}
+        # More entities of other parts (a silence's), by a key of theirs: re-sent and
+        # kept by the start-up clean-up as the alerts' are.
+        self._extra: dict[str, list[DiscoveryMessage]] = {}
         self._service_announced = False
         # Config topics of ours found retained on the broker at start.
         self._retained: set[str] = set()
@@ -168,6 +171,22 @@ class DiscoveryBridge:
         await self._removed.forget(remembered)
         return len(ghosts)
 
+    async def extra_changed(self, key: str, messages: list[DiscoveryMessage]) -> None:
+        """Publish (or re-publish) another part's entity configs under `key`."""
+        if not self.enabled:
+            return
+        async with self._lock:
+            self._extra[key] = messages
+            await self._send(messages)
+
+    async def extra_removed(self, key: str) -> None:
+        """Empty the retained configs published under `key`: HA deletes the entities."""
+        if not self.enabled:
+            return
+        async with self._lock:
+            messages = self._extra.pop(key, [])
+            await self._send([DiscoveryMessage(m.topic, None) for m in messages])
+
     async def on_ha_status(self, payload: bytes) -> None:
         """HA's birth (`online`) or last will (`offline`) on `<prefix>/status`.
 
@@ -201,7 +220,7 @@ class DiscoveryBridge:
             )
             await self._send(service_messages(self.settings))
             self._service_announced = True
-            for messages in list(self._alerts.values()):
+            for messages in [*self._alerts.values(), *self._extra.values()]:
                 await self._send(messages)
 
     async def on_event(self, event_name: str, alert_state: Mapping[str, Any]) -> None:
@@ -250,6 +269,7 @@ class DiscoveryBridge:
             expected.add(service_config_topic(prefix, node_id))
             for alert_id in alert_ids | set(self._alerts):
                 expected.update(alert_config_topics(prefix, node_id, alert_id))
+            expected.update(m.topic for messages in self._extra.values() for m in messages)
         stale = sorted(self._retained - expected)
         self._retained.clear()
         if not stale:

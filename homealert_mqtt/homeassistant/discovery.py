@@ -64,10 +64,17 @@ _CONFIG_TOPIC = re.compile(
 
 SERVICE_OBJECT_ID: Final = "service"
 ALERT_OBJECT_PREFIX: Final = "alert_"
+SNOOZE_SUFFIX: Final = "_snooze"
+SNOOZE_SECONDS: Final = 3600
 # Config topics of one alert: (component, suffix of the object id). Generated alert ids
 # end in a hash or an occurrence number (`-1a2b3c4d`, `-2`), so `alert_<id>_resolve`
 # never names another alert's `alert_<id>`.
-ALERT_ENTITIES: Final = (("binary_sensor", ""), ("button", ""), ("button", "_resolve"))
+ALERT_ENTITIES: Final = (
+    ("binary_sensor", ""),
+    ("button", ""),
+    ("button", "_resolve"),
+    ("button", SNOOZE_SUFFIX),  # "Snooze 1 h" (noise control)
+)
 
 
 @dataclass(frozen=True)
@@ -155,7 +162,8 @@ def alert_object_id(alert_id: str) -> str:
 
 
 def alert_config_topics(prefix: str, node_id: str, alert_id: str) -> list[str]:
-    """The config topics of one alert's entities: problem sensor, Acknowledge, Resolve."""
+    """The config topics of one alert's entities: problem sensor, Acknowledge, Resolve,
+    Snooze 1 h."""
     object_id = alert_object_id(alert_id)
     return [
         f"{prefix}/{component}/{node_id}/{object_id}{suffix}/config"
@@ -396,7 +404,8 @@ def alert_device(settings: DiscoverySettings, alert_id: str, name: str) -> dict[
 
 
 def alert_messages(settings: DiscoverySettings, alert: Mapping[str, Any]) -> list[DiscoveryMessage]:
-    """Configs for one alert's problem binary_sensor and its Acknowledge and Resolve buttons.
+    """Configs for one alert's problem binary_sensor and its Acknowledge, Resolve and
+    "Snooze 1 h" buttons.
 
     `alert` is the alert state as published on `<base>/alert/<id>`; only `id`,
     `source` and `type` are read (names are fixed when the entity is created).
@@ -405,7 +414,7 @@ def alert_messages(settings: DiscoverySettings, alert: Mapping[str, Any]) -> lis
     name = readable_name(str(alert.get("source") or ""), str(alert.get("type") or ""))
     state_topic = f"{settings.base_topic}/alert/{alert_id}"
     key = alert_object_id(alert_id)
-    sensor_topic, ack_topic, resolve_topic = alert_config_topics(
+    sensor_topic, ack_topic, resolve_topic, snooze_topic = alert_config_topics(
         settings.prefix, settings.node_id, alert_id
     )
     common = {
@@ -441,16 +450,56 @@ def alert_messages(settings: DiscoverySettings, alert: Mapping[str, Any]) -> lis
         "icon": "mdi:check-circle-outline",
         **common,
     }
+    snooze = {
+        "name": "Snooze 1 h",
+        **_ids(settings, "button", f"{key}{SNOOZE_SUFFIX}"),
+        "command_topic": f"{state_topic}/snooze",
+        "payload_press": json.dumps({"for": SNOOZE_SECONDS, "by": "home_assistant"}),
+        "qos": 1,
+        "icon": "mdi:bell-sleep",
+        **common,
+    }
     return [
         DiscoveryMessage(sensor_topic, sensor),
         DiscoveryMessage(ack_topic, ack),
         DiscoveryMessage(resolve_topic, resolve),
+        DiscoveryMessage(snooze_topic, snooze),
     ]
 
 
 def remove_alert(settings: DiscoverySettings, alert_id: str) -> list[DiscoveryMessage]:
-    """Empty retained payloads on both config topics: HA deletes the entities."""
+    """Empty retained payloads on its config topics: HA deletes the entities."""
     return [
         DiscoveryMessage(topic, None)
         for topic in alert_config_topics(settings.prefix, settings.node_id, alert_id)
     ]
+
+
+# -- one silence (noise control) ------------------------------------------------------
+
+_NOT_OBJECT_ID = re.compile(r"[^a-zA-Z0-9_-]+")
+
+
+def silence_object_id(silence_id: str) -> str:
+    return "silence_" + _NOT_OBJECT_ID.sub("_", silence_id)
+
+
+def silence_messages(settings: DiscoverySettings, silence_id: str) -> list[DiscoveryMessage]:
+    """A button "Expire silence <id>" on the service device; its attributes are the
+    silence's retained state (matchers, until when, who, why)."""
+    object_id = silence_object_id(silence_id)
+    topic = f"{settings.base_topic}/silence/{silence_id}"
+    payload: dict[str, Any] = {
+        "name": f"Expire silence {silence_id}",
+        **_ids(settings, "button", object_id),
+        "command_topic": f"{topic}/expire",
+        "payload_press": COMMAND_PAYLOAD,
+        "qos": 1,
+        "json_attributes_topic": topic,
+        "icon": "mdi:bell-off",
+        "device": _device(settings),
+        "origin": _origin(settings),
+        "availability": _availability(settings),
+    }
+    config = f"{settings.prefix}/button/{settings.node_id}/{object_id}/config"
+    return [DiscoveryMessage(config, payload)]

@@ -103,4 +103,3 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
         if s["comment"] or s["created_by"]:
             print(f"{'':<24} by {s['created_by'] or '?'}: {s['comment'] or ''}")
     return 0
-

@@ -22,7 +22,9 @@ def add_noise_control(service: Service, engine: EscalationEngine) -> SilenceRunt
     service.add_subscription(filters["set"], commands.on_set)
     service.add_subscription(filters["expire"], commands.on_expire)
     service.add_subscription(filters["snooze"], commands.on_snooze)
-    service.add_listener(runtime)
+    # First: its resync registers the silences' Home Assistant entities before the
+    # Home Assistant listener's resync starts the clean-up of stale ones.
+    service.publisher.listeners.insert(0, runtime)
     service.add_task(runtime.run)
     engine.gate = NoiseGate(cache, store, runtime.announce, service.clock)
     service.ingest.silences_for = engine.gate.silences_for

@@ -126,7 +126,7 @@ async def test_alert_configs_sent_once_per_alert(broker: Broker) -> None:
         # count bumps, escalation, ack: the configs do not change, nothing is sent
         for state in ("active", "escalated", "acknowledged", "resolved"):
             await bridge.alert_changed({**_alert("a1", state), "count": 7})
-        assert len(publish.sent) == sent == 3
+        assert len(publish.sent) == sent == 4  # sensor, Acknowledge, Resolve, Snooze
         assert bridge.known_alerts == {"a1"}
 
 
@@ -204,7 +204,7 @@ async def test_ha_offline_does_not_resend(broker: Broker) -> None:
         await bridge.on_ha_status(b"offline")
         assert len(publish.sent) == before
         await bridge.on_ha_status(b"online")
-        assert len(publish.sent) == before + 4  # service + 3 alert configs
+        assert len(publish.sent) == before + 5  # service + 4 alert configs
 
 
 async def test_stale_configs_cleared_at_start(broker: Broker) -> None:

@@ -43,6 +43,7 @@ from homealert_mqtt.homeassistant.discovery import (
     parse_config_topic,
     remove_alert,
     service_messages,
+    silence_messages,
 )
 
 # -- what HA accepts -----------------------------------------------------------------
@@ -274,7 +275,7 @@ def test_topics_are_the_contract_topics() -> None:
         f"{BASE}/presence",
     } | {f"{BASE}/alert/{i}" for i in alert_ids}
     command_topics = {f"{BASE}/ack_all"} | {
-        f"{BASE}/alert/{i}/{verb}" for i in alert_ids for verb in ("ack", "resolve")
+        f"{BASE}/alert/{i}/{verb}" for i in alert_ids for verb in ("ack", "resolve", "snooze")
     }
     for component, config in _all_entities():
         for key, value in config.items():
@@ -340,7 +341,7 @@ def test_diagnostic_entities() -> None:
 def test_buttons_send_who_pressed() -> None:
     for component, config in _all_entities():
         if component == "button":
-            assert json.loads(config["payload_press"]) == {"by": "home_assistant"}
+            assert json.loads(config["payload_press"])["by"] == "home_assistant"
             assert config["qos"] == 1
 
 
@@ -370,7 +371,7 @@ def _friendly_name(config: dict[str, Any]) -> str:
 
 
 def test_alert_entities() -> None:
-    sensor, ack, resolve = alert_messages(SETTINGS, ALERTS[0])
+    sensor, ack, resolve, snooze = alert_messages(SETTINGS, ALERTS[0])
     assert sensor.topic == f"homeassistant/binary_sensor/{BASE}/alert_a1/config"
     assert ack.topic == f"homeassistant/button/{BASE}/alert_a1/config"
     assert resolve.topic == f"homeassistant/button/{BASE}/alert_a1_resolve/config"
@@ -383,7 +384,12 @@ def test_alert_entities() -> None:
     assert resolve.payload["unique_id"] == f"homealert_{BASE}_alert_a1_resolve"
     assert resolve.payload["command_topic"] == f"{BASE}/alert/a1/resolve"
     assert resolve.payload["default_entity_id"] == f"button.{BASE}_alert_a1_resolve"
-    assert [sensor.topic, ack.topic, resolve.topic] == alert_config_topics(
+    assert snooze.topic == f"homeassistant/button/{BASE}/alert_a1_snooze/config"
+    assert snooze.payload is not None
+    assert snooze.payload["command_topic"] == f"{BASE}/alert/a1/snooze"
+    assert json.loads(snooze.payload["payload_press"]) == {"for": 3600, "by": "home_assistant"}
+    assert snooze.payload["unique_id"] == f"homealert_{BASE}_alert_a1_snooze"
+    assert [sensor.topic, ack.topic, resolve.topic, snooze.topic] == alert_config_topics(
         "homeassistant", BASE, "a1"
     )
 
@@ -400,10 +406,11 @@ def test_alert_entities() -> None:
 def test_alert_names_read_like_speech(source: str, alert_type: str, name: str) -> None:
     """The names HA shows: the alert, then what the button does; no id, no hash."""
     alert = {"id": "basement-water_leak-1a2b3c4d", "source": source, "type": alert_type}
-    sensor, ack, resolve = (json.loads(m.encode()) for m in alert_messages(SETTINGS, alert))
+    sensor, ack, resolve, snooze = (json.loads(m.encode()) for m in alert_messages(SETTINGS, alert))
     assert _friendly_name(sensor) == name
     assert _friendly_name(ack) == f"{name} Acknowledge"
     assert _friendly_name(resolve) == f"{name} Resolve"
+    assert _friendly_name(snooze) == f"{name} Snooze 1 h"
     for config in (sensor, ack, resolve):
         assert "1a2b3c4d" not in _friendly_name(config)
         assert "1a2b3c4d" in config["default_entity_id"]  # the entity id may keep it
@@ -428,6 +435,7 @@ def test_custom_prefix_and_base() -> None:
         "ha/binary_sensor/house_alerts/alert_a1/config",
         "ha/button/house_alerts/alert_a1/config",
         "ha/button/house_alerts/alert_a1_resolve/config",
+        "ha/button/house_alerts/alert_a1_snooze/config",
     ]
     config = _components(alert_messages(settings, ALERTS[0])[0])[0][1]
     assert config["state_topic"] == "house/alerts/alert/a1"
@@ -671,3 +679,13 @@ def test_configs_pass_home_assistant_schemas() -> None:
     )
     sys.stdout.write(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_silence_is_a_button_that_expires_it() -> None:
+    [message] = silence_messages(SETTINGS, "boiler-work")
+    assert message.topic == f"homeassistant/button/{BASE}/silence_boiler-work/config"
+    assert message.payload is not None
+    assert message.payload["name"] == "Expire silence boiler-work"
+    assert message.payload["command_topic"] == f"{BASE}/silence/boiler-work/expire"
+    assert message.payload["json_attributes_topic"] == f"{BASE}/silence/boiler-work"
+    assert message.payload["device"]["identifiers"] == [f"homealert_{BASE}"]

@@ -114,7 +114,9 @@ async def test_service_device_and_alert_entities(
 
     alert_id = await new_alert(ha, message="Water on the floor")
     assert "-" in alert_id
-    sensor_topic, button_topic, resolve_topic = alert_config_topics(prefix, node, alert_id)
+    sensor_topic, button_topic, resolve_topic, snooze_topic = alert_config_topics(
+        prefix, node, alert_id
+    )
     sensor = config(await ha.wait_for(sensor_topic, non_empty))
     button = config(await ha.wait_for(button_topic, non_empty))
     await ha.wait_for(resolve_topic, non_empty)
@@ -126,7 +128,7 @@ async def test_service_device_and_alert_entities(
     assert sensor["unique_id"] == f"homealert_{node}_alert_{alert_id}"
 
     found = await retained_under(mqtt_broker.port, f"{prefix}/#")
-    assert set(found) == {service_topic, sensor_topic, button_topic, resolve_topic}
+    assert set(found) == {service_topic, sensor_topic, button_topic, resolve_topic, snooze_topic}
 
 
 async def test_button_press_acknowledges(
