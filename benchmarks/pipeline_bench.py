@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/pipeline_bench.py [--alerts 20000] [--rate 500]
         [--paced-seconds 10] [--json out.json] [--profile py-spy|cprofile|pyinstrument]
         [--broker-conf 'set_tcp_nodelay true'] [--presence-devices 2000]
+        [--silences 1000]
 
 Starts its own Mosquitto and Redis on free 127.0.0.1 ports and the service as a separate
 process (`python -m homealert_mqtt run --config <tmp yaml>`), then measures with one
@@ -291,7 +292,7 @@ class Bench:
         if not queued or int(queued[-1]) < 4 * self.args.alerts:
             _fail(f"the broker's max_queued_messages ({queued}) is too small for the burst")
 
-    def start_service(self) -> None:
+    def start_service(self, alerts_config: dict[str, Any] | None = None) -> None:
         self.base = f"bench{self.run_id}"
         self.prefix = f"bench{self.run_id}"
         cfg = self.tmp / "homealert.yaml"
@@ -313,6 +314,7 @@ class Bench:
                     "http": {"enabled": False},
                     "logging": {"level": "warning"},
                     **self._presence_config(),
+                    **({"alerts": alerts_config} if alerts_config else {}),
                 },
                 indent=1,
             )
@@ -376,6 +378,32 @@ class Bench:
             _fail(f"the service did not record {count} devices in {timeout} s")
         client.disconnect()
         client.loop_stop()
+
+    def create_silences(self, count: int) -> None:
+        """`count` silences over MQTT, none matching the benchmark's alerts (as a house's
+        maintenance windows and snoozes would not match a flood elsewhere): nine in ten
+        on a source (indexed), one in ten on a type glob (tried for every alert)."""
+        from redis import Redis  # noqa: PLC0415
+
+        from homealert_mqtt.store.keys import Keys  # noqa: PLC0415
+
+        started = time.monotonic()
+        client = _client("bench-silences")
+        _connect(client, "127.0.0.1", self.mqtt_port)
+        for i in range(count):
+            matchers = {"source": f"dev-{i}"} if i % 10 else {"type": f"probe-{i}-*"}
+            body = json.dumps({"matchers": matchers, "duration": 86400, "comment": "bench"})
+            client.publish(f"{self.base}/silence/bench-{i}/set", body, qos=1).wait_for_publish(10)
+        client.loop_stop()
+        client.disconnect()
+        keys = Keys.for_prefix(self.prefix)
+        deadline = time.monotonic() + 300
+        with Redis(host="127.0.0.1", port=self.redis_port) as redis:
+            while int(redis.zcard(keys.silences)) < count:
+                if time.monotonic() > deadline:
+                    _fail(f"only {redis.zcard(keys.silences)} of {count} silences stored")
+                time.sleep(0.1)
+        print(f"{count} silences stored in {time.monotonic() - started:.1f} s", flush=True)
 
     def _wait_online(self, timeout: float) -> None:
         online = threading.Event()
@@ -855,6 +883,8 @@ def run(args: argparse.Namespace) -> int:
         time.sleep(2)
         rss_end = bench.mark("end")
         bench.stop_service()
+        if args.silences:
+            results["noise"] = noise_phase(bench, args, raw_rate, svc_rate)
         rss_peak = max((kb for _, _, kb in bench.rss), default=0)
         by_phase: dict[str, int] = {}
         for _, phase, kb in bench.rss:
@@ -883,6 +913,40 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bench.stop_all()
         watchdog.cancel()
+
+
+def noise_phase(
+    bench: Bench, args: argparse.Namespace, raw_rate: float, plain_rate: float
+) -> dict[str, Any]:
+    """The burst again, on a service restarted with `--silences` active silences."""
+    bench.start_service()
+    bench.create_silences(args.silences)
+    base = bench.base
+    inp, states = f"{base}/in", f"{base}/alert/+"
+    bench.exchange("noisewarm", publish_topic=inp, sub_filter=states, count=WARMUP)
+    time.sleep(1)
+    bench.mark("noise-burst")
+    pub, sub = bench.exchange(
+        "noiseburst", publish_topic=inp, sub_filter=states, count=args.alerts, timeout=120
+    )
+    rate = burst_rate(pub, sub)
+    bench.mark("noise-end")
+    bench.stop_service()
+    result = {
+        "silences": args.silences,
+        "alerts_per_s": rate,
+        "ratio": rate / raw_rate if raw_rate else 0.0,
+        "ratio_without": plain_rate / raw_rate if raw_rate else 0.0,
+        "states_received": sub["distinct"],
+        "slowdown": 1 - rate / plain_rate if plain_rate else 0.0,
+    }
+    print(
+        f"service burst with {args.silences} silences: {rate:,.0f} alerts/s = "
+        f"{result['ratio']:.2f} of raw relay (without: {result['ratio_without']:.2f}; "
+        f"{result['slowdown']:+.1%} slower)",
+        flush=True,
+    )
+    return result
 
 
 def report(r: dict[str, Any], bench: Bench) -> int:
@@ -986,6 +1050,15 @@ def report(r: dict[str, Any], bench: Bench) -> int:
         ("dedup exact", dedup["exact"], f"{dedup['count_in_redis']} == {dedup['repeats']}"),
         (f"memory flat (end - start <= {MEMORY_FLAT_MIB:g} MiB)", mem_ok, f"{growth:+.1f} MiB"),
     ]
+    if "noise" in r:
+        noise = r["noise"]
+        verdicts.append(
+            (
+                f"{noise['silences']} silences slow the burst by <= 10%",
+                noise["slowdown"] <= 0.10,
+                f"{noise['ratio']:.2f} vs {noise['ratio_without']:.2f} of raw relay",
+            )
+        )
     for goal, ok, value in verdicts:
         print(f"{'PASS' if ok else 'FAIL'}  {goal}: {value}")
     if noisy:
@@ -1070,6 +1143,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--repeats", type=int, default=1000, help="repeats for the dedup check (default 1000)"
+    )
+    parser.add_argument(
+        "--silences",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then the burst again on a service with N active silences (e.g. 1000)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument(

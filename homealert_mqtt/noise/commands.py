@@ -49,7 +49,7 @@ class SilenceCommands:
         await self.put(silence)
 
     async def put(self, silence: Silence) -> None:
-        outcome = await self.runtime.store.put(silence)
+        outcome, version = await self.runtime.store.put(silence)
         _LOGGER.info(
             "silence %s %s by %s until %s",
             silence.id,
@@ -57,10 +57,10 @@ class SilenceCommands:
             silence.created_by or "nobody named",
             silence.ends_at,
         )
-        await self.runtime.cache.refresh()
+        await self.runtime.cache.put(silence, version)
         await self.runtime.publish(silence)
         if silence.active(self.clock()):
-            await self.runtime.reconcile([silence.id])
+            self.runtime.reconcile_soon(silence.id)
 
     async def on_expire(self, message: Inbound) -> None:
         silence_id = self.topics.middle_level(message.topic)

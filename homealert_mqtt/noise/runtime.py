@@ -11,11 +11,13 @@ telling MQTT, which a restart redoes (resync, and `silence_clear` for ended sile
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 
 from homealert_mqtt.clock import Clock
 from homealert_mqtt.noise.gate import alert_fields
+from homealert_mqtt.noise.matchers import is_literal
 from homealert_mqtt.noise.silences import Silence
 from homealert_mqtt.noise.store import Mark, Marked, SilenceCache, SilenceStore
 from homealert_mqtt.pipeline.publish import StateListener, StatePublisher, dumps
@@ -41,6 +43,10 @@ class SilenceRuntime(StateListener):
         self.publisher = publisher
         self.clock = clock
         self.silence_listeners: list[SilenceListener] = []
+        # Silences set here whose alerts are still to be marked: in one pass over the
+        # open alerts for all of them (a script creating a thousand makes a few passes).
+        self._to_reconcile: set[str] = set()
+        self._wake = asyncio.Event()
 
     async def run(self) -> None:
         await self.cache.refresh()
@@ -51,11 +57,23 @@ class SilenceRuntime(StateListener):
             # Another replica's set or expire: matched from now on (publishing it was
             # that replica's part).
             await self.cache.refresh()
+            if self._to_reconcile:
+                chosen, self._to_reconcile = self._to_reconcile, set()
+                await self.reconcile(sorted(chosen))
             now = self.clock()
             wait = POLL_SECONDS
             if timers.next_at is not None:
                 wait = min(POLL_SECONDS, max(0.0, (timers.next_at - now) / 1000))
-            await asyncio.sleep(wait)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+
+    def reconcile_soon(self, silence_id: str) -> None:
+        """Mark the open alerts `silence_id` matches on the loop's next pass (the gate
+        keeps them from being paged meanwhile)."""
+        self._to_reconcile.add(silence_id)
+        self._wake.set()
 
     async def after_timers(
         self, started: Sequence[str], ended: Sequence[str], marked: Sequence[Marked]
@@ -71,7 +89,7 @@ class SilenceRuntime(StateListener):
             if silence is not None:
                 _LOGGER.info("silence %s started", silence_id)
                 await self.publish(silence)
-                await self.reconcile([silence_id])
+                self.reconcile_soon(silence_id)
 
     async def announce(self, marked: Iterable[Marked]) -> None:
         """Publish the alerts a silence change touched, with their events."""
@@ -97,7 +115,7 @@ class SilenceRuntime(StateListener):
         now = self.clock()
         index = self.cache.index
         wanted = set(index.silences) if silence_ids is None else set(silence_ids)
-        alerts = await self.alerts.get_alerts(await self.alerts.open_ids())
+        alerts = await self.alerts.get_alerts(await self._candidates(wanted))
         put_on, take_off = [], []
         for alert in alerts:
             matching = set(index.matching(alert_fields(alert), now)) & wanted
@@ -106,6 +124,21 @@ class SilenceRuntime(StateListener):
                 stale = (set(alert.silenced_by) & wanted) - matching
                 take_off += [Mark(alert.id, s) for s in sorted(stale)]
         await self.announce(await self.store.mark(put_on, take_off))
+
+    async def _candidates(self, silence_ids: set[str]) -> list[str]:
+        """The open alerts to look at: just the snoozed ones when only snoozes changed
+        (their matcher names one id), else every open alert."""
+        named = []
+        for silence_id in silence_ids:
+            silence = self.cache.index.silences.get(silence_id)
+            patterns = dict(silence.matcher.patterns) if silence else {}
+            if len(patterns) != 1 or "id" not in patterns or not is_literal(patterns["id"]):
+                return await self.alerts.open_ids()
+            named.append(patterns["id"])
+        # Taking one off an alert it no longer matches reads the alerts it was on.
+        for silence_id in silence_ids:
+            named += await self.store.members(silence_id)
+        return sorted(set(named))
 
     # -- StateListener: a resync (start, reconnect) republishes every silence
     async def resynced(self, alert_ids: Sequence[str]) -> None:

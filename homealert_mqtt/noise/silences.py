@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from fnmatch import translate
 from typing import Any
 
 from homealert_mqtt.models import iso
@@ -180,50 +181,84 @@ def snooze_id(alert_id: str) -> str:
 
 
 class SilenceIndex:
-    """Silences by an exact (field, value) every alert they match must have; silences
-    whose every pattern is a glob are tried one by one. A thousand snoozes and
-    per-device silences cost an alert a few dict look-ups."""
+    """Silences by an exact (field, value) every alert they match must have; the others
+    (every pattern a glob) behind one combined regex per field, tried in C, so that an
+    alert no glob silence matches costs one regex per field instead of one per silence.
+    A thousand snoozes and per-device silences cost an alert a few dict look-ups.
+
+    Changed in place (`add`, `remove`): a script setting a thousand silences one by one
+    must not rebuild it a thousand times."""
 
     def __init__(self, silences: Iterable[Silence] = ()) -> None:
         self.silences: dict[str, Silence] = {}
-        self._anchored: dict[tuple[str, str], list[Silence]] = {}
-        self._fields: tuple[str, ...] = ()
-        self._scan: list[Silence] = []
+        self._anchored: dict[tuple[str, str], dict[str, Silence]] = {}
+        self._anchored_fields: dict[str, int] = {}  # field -> how many anchors use it
+        self._globbed: dict[str, dict[str, Silence]] = {}  # by the first pattern's field
+        self._compiled: list[tuple[str, re.Pattern[str], list[Silence]]] | None = None
         for silence in silences:
-            self.silences[silence.id] = silence
-        self._build()
-
-    def _build(self) -> None:
-        anchored: dict[tuple[str, str], list[Silence]] = {}
-        scan = []
-        for silence in self.silences.values():
-            anchor = silence.matcher.anchor()
-            if anchor is None:
-                scan.append(silence)
-            else:
-                anchored.setdefault(anchor, []).append(silence)
-        self._anchored = anchored
-        self._fields = tuple(sorted({name for name, _ in anchored}))
-        self._scan = scan
+            self.add(silence)
 
     def __len__(self) -> int:
         return len(self.silences)
 
-    def put(self, silence: Silence) -> None:
+    def add(self, silence: Silence) -> None:
+        """Add, or replace the silence of the same id."""
+        self.remove(silence.id)
         self.silences[silence.id] = silence
-        self._build()
+        anchor = silence.matcher.anchor()
+        if anchor is None:
+            self._globbed.setdefault(silence.matcher.patterns[0][0], {})[silence.id] = silence
+            self._compiled = None
+        else:
+            self._anchored.setdefault(anchor, {})[silence.id] = silence
+            self._anchored_fields[anchor[0]] = self._anchored_fields.get(anchor[0], 0) + 1
 
-    def drop(self, silence_id: str) -> None:
-        if self.silences.pop(silence_id, None) is not None:
-            self._build()
+    def remove(self, silence_id: str) -> None:
+        old = self.silences.pop(silence_id, None)
+        if old is None:
+            return
+        anchor = old.matcher.anchor()
+        if anchor is None:
+            name = old.matcher.patterns[0][0]
+            _discard(self._globbed, name, silence_id)
+            self._compiled = None
+        else:
+            _discard(self._anchored, anchor, silence_id)
+            self._anchored_fields[anchor[0]] -= 1
+            if not self._anchored_fields[anchor[0]]:
+                del self._anchored_fields[anchor[0]]
+
+    def _globs(self) -> list[tuple[str, re.Pattern[str], list[Silence]]]:
+        # Compiled when first needed after a change: a burst of changes compiles once.
+        if self._compiled is None:
+            self._compiled = [
+                (name, re.compile("|".join(map(_first_regex, group.values()))), [*group.values()])
+                for name, group in sorted(self._globbed.items())
+            ]
+        return self._compiled
 
     def matching(self, alert: Mapping[str, Any], now: int) -> list[str]:
         """Ids of the active silences that match `alert` (its public fields), sorted."""
         if not self.silences:
             return []
-        found = [s for s in self._scan if s.active(now) and s.matcher.matches(alert)]
-        for name in self._fields:
-            for silence in self._anchored.get((name, field_value(alert, name)), ()):
+        found = []
+        for name, combined, group in self._globs():
+            if combined.match(field_value(alert, name)):
+                found += [s.id for s in group if s.active(now) and s.matcher.matches(alert)]
+        for name in self._anchored_fields:
+            for silence in self._anchored.get((name, field_value(alert, name)), {}).values():
                 if silence.active(now) and silence.matcher.matches(alert):
-                    found.append(silence)
-        return sorted({s.id for s in found})
+                    found.append(silence.id)
+        return sorted(set(found))
+
+
+def _discard(table: dict[Any, dict[str, Silence]], key: Any, silence_id: str) -> None:
+    group = table.get(key)
+    if group is not None:
+        group.pop(silence_id, None)
+        if not group:
+            del table[key]
+
+
+def _first_regex(silence: Silence) -> str:
+    return f"(?:{translate(silence.matcher.patterns[0][1])})"

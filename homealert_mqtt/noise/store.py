@@ -52,10 +52,10 @@ class SilenceStore:
         self.scripts = alerts.scripts
         self.clock = clock
 
-    async def put(self, silence: Silence) -> str:
-        """Create or replace; "created" or "replaced"."""
+    async def put(self, silence: Silence) -> tuple[str, int]:
+        """Create or replace: ("created" or "replaced", the silences' version now)."""
         raw = silence.to_redis()
-        outcome = await self.scripts.silence_set(
+        outcome, version = await self.scripts.silence_set(
             keys=[self.keys.prefix],
             args=[
                 self.clock(),
@@ -67,7 +67,7 @@ class SilenceStore:
                 raw["comment"],
             ],
         )
-        return as_str(outcome)
+        return as_str(outcome), int(version)
 
     async def timers(self, expire: str = "") -> Timers:
         """Claim the due starts and ends (and end `expire` now, when given)."""
@@ -154,3 +154,12 @@ class SilenceCache:
         self._version = version
         self.index = SilenceIndex(silences)
         return True
+
+    async def put(self, silence: Silence, version: int) -> None:
+        """Our own change (`version` its version): applied here without reading every
+        silence back, unless another change came in between."""
+        if version != self._version + 1:
+            await self.refresh()
+            return
+        self.index.add(silence)
+        self._version = version

@@ -99,5 +99,15 @@ def test_index_counts_only_silences_that_are_on() -> None:
     assert index.matching(ALERT, 4) == []
     assert index.matching(ALERT, 5) == ["later"]
     assert index.matching(ALERT, 10) == []  # ends_at is the first moment it is off
-    index.drop("later")
-    assert index.matching(ALERT, 6) == []
+
+
+def test_index_replaces_and_removes_in_place() -> None:
+    index = SilenceIndex([_silence("a", {"source": "garage"}), _silence("g", {"type": "door*"})])
+    assert index.matching(ALERT, 5) == ["a", "g"]
+    index.add(_silence("a", {"source": "shed"}))
+    index.remove("g")
+    index.remove("never-was")
+    assert index.matching(ALERT, 5) == []
+    assert len(index) == 1
+    index.add(_silence("g2", {"type": "door*", "source": "gar*"}))
+    assert index.matching(ALERT, 5) == ["g2"]

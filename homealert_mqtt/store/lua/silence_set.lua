@@ -8,7 +8,7 @@
 -- service's), and the escalation engine checks every batch against the silences before
 -- it pages, so an alert is never paged in between.
 --
--- Returns "created" or "replaced".
+-- Returns {"created" or "replaced", the silences' version after this change}.
 
 local now = tonumber(ARGV[1])
 local sid, starts, ends = ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -27,5 +27,4 @@ if starts > now then
 end
 redis.call('ZADD', k('silence_due'), next_change, sid)
 redis.call('SREM', k('silence_clear'), sid)
-redis.call('INCR', k('silence_ver'))
-return outcome
+return {outcome, redis.call('INCR', k('silence_ver'))}
