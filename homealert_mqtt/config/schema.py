@@ -9,6 +9,8 @@ import voluptuous as vol
 
 from homealert_mqtt.config.errors import ConfigError
 from homealert_mqtt.models import Priority, State
+from homealert_mqtt.noise import schedules
+from homealert_mqtt.noise.matchers import BadMatcher, Matcher
 from homealert_mqtt.notify.registry import CHANNEL_SCHEMAS
 
 ATTRIBUTE_NAME = re.compile(r"^(attributes\.)?[A-Za-z0-9_.-]{1,64}$")
@@ -117,6 +119,74 @@ POLICY_MAPPING = vol.Schema(
     }
 )
 
+
+def matchers(value: Any) -> dict[str, str]:
+    """A matcher object (noise/matchers.py): the field at fault named in the path."""
+    try:
+        return Matcher.parse(value).to_json()
+    except BadMatcher as err:
+        raise vol.Invalid(err.reason, path=[err.field] if err.field else []) from err
+
+
+def _with(parse: Any) -> Any:
+    def check(value: Any) -> Any:
+        try:
+            parse(value)
+        except ValueError as err:
+            raise vol.Invalid(str(err)) from err
+        return value
+
+    return check
+
+
+def timezone(value: Any) -> str | None:
+    if value is None:
+        return None
+    name = string(value)
+    try:
+        schedules.zone(name)
+    except (ValueError, KeyError) as err:
+        raise vol.Invalid(f"unknown time zone {name!r} (an IANA name: Europe/Berlin)") from err
+    return name
+
+
+def schedule_name(value: Any) -> str:
+    name = string(value)
+    if not schedules.NAME.match(name):
+        raise vol.Invalid(f"expected 1-64 of [a-z0-9_-], got {name!r}")
+    return name
+
+
+def _window(value: dict[str, Any]) -> dict[str, Any]:
+    if value["start"] == value["end"]:
+        raise vol.Invalid("start and end are the same time (a window is shorter than a day)")
+    return value
+
+
+SCHEDULE = vol.All(
+    vol.Schema(
+        {
+            vol.Required("name"): schedule_name,
+            vol.Required("matchers"): matchers,
+            vol.Optional("days", default=list(schedules.DAYS)): vol.All(
+                [_with(schedules.parse_day)], vol.Length(min=1)
+            ),
+            vol.Required("start"): _with(schedules.parse_clock),
+            vol.Required("end"): _with(schedules.parse_clock),
+        }
+    ),
+    _window,
+)
+
+
+def _unique_names(value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = [item["name"] for item in value]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise vol.Invalid(f"a second schedule named {name!r}", path=[index, "name"])
+    return value
+
+
 RATE_LIMIT = vol.Schema(
     {
         vol.Optional("count"): integer(minimum=1),
@@ -150,6 +220,10 @@ ALERTS = vol.Schema(
             vol.Optional("notify_resolved", default=True): boolean,
             vol.Optional("lease", default=90): integer(2, 3600),
             vol.Optional("concurrency", default=32): integer(1, 1000),
+        },
+        vol.Optional("timezone", default=None): timezone,
+        vol.Optional("silences", default={}): {
+            vol.Optional("schedules", default=[]): vol.All([SCHEDULE], _unique_names),
         },
     }
 )

@@ -9,6 +9,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from homealert_mqtt.models import Priority, State
+from homealert_mqtt.noise.matchers import Matcher
+from homealert_mqtt.noise.schedules import Schedule, parse_clock, parse_day
 from homealert_mqtt.presence.config import PresenceSettings
 
 
@@ -121,6 +123,8 @@ class AlertSettings:
     history_max_entries: int
     history_max_age: int
     escalation: EscalationSettings
+    timezone: str | None = None  # IANA name; None: the system's
+    schedules: tuple[Schedule, ...] = ()  # alerts.silences.schedules
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +230,8 @@ class Settings:
                     lease=escalation["lease"],
                     concurrency=escalation["concurrency"],
                 ),
+                timezone=alerts["timezone"],
+                schedules=tuple(_schedule(s) for s in alerts["silences"]["schedules"]),
             ),
             channels=cfg["channels"],
             recipients={
@@ -254,6 +260,16 @@ class Settings:
             zeroconf=_zeroconf(cfg["zeroconf"], discover=cfg["mqtt"]["url"] == "auto"),
             presence=PresenceSettings.from_config(cfg["presence"]),
         )
+
+
+def _schedule(cfg: dict[str, Any]) -> Schedule:
+    return Schedule(
+        name=cfg["name"],
+        matcher=Matcher.parse(cfg["matchers"]),
+        days=frozenset(parse_day(d) for d in cfg["days"]),
+        start=parse_clock(cfg["start"]),
+        end=parse_clock(cfg["end"]),
+    )
 
 
 def _zeroconf(cfg: dict[str, Any], *, discover: bool) -> ZeroconfSettings:

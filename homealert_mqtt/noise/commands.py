@@ -10,6 +10,7 @@ from homealert_mqtt.mqtt.link import Inbound
 from homealert_mqtt.noise.matchers import Matcher
 from homealert_mqtt.noise.runtime import SilenceRuntime
 from homealert_mqtt.noise.silences import (
+    SCHEDULE_ID,
     SILENCE_ID,
     BadSilence,
     Silence,
@@ -49,7 +50,7 @@ class SilenceCommands:
         await self.put(silence)
 
     async def put(self, silence: Silence) -> None:
-        outcome, version = await self.runtime.store.put(silence)
+        outcome = await self.runtime.put(silence)
         _LOGGER.info(
             "silence %s %s by %s until %s",
             silence.id,
@@ -57,14 +58,10 @@ class SilenceCommands:
             silence.created_by or "nobody named",
             silence.ends_at,
         )
-        await self.runtime.cache.put(silence, version)
-        await self.runtime.publish(silence)
-        if silence.active(self.clock()):
-            self.runtime.reconcile_soon(silence.id)
 
     async def on_expire(self, message: Inbound) -> None:
         silence_id = self.topics.middle_level(message.topic)
-        if not SILENCE_ID.match(silence_id):
+        if not (SILENCE_ID.match(silence_id) or SCHEDULE_ID.match(silence_id)):
             await self.publisher.error(
                 f"no silence {silence_id[:110]!r}", message.topic, message.payload
             )

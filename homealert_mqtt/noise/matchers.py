@@ -26,6 +26,12 @@ MAX_PATTERN_CHARS = 256
 class BadMatcher(ValueError):
     """A matcher the contract rejects; the message names the field."""
 
+    def __init__(self, where: str, reason: str, field: str | None = None) -> None:
+        self.where = where
+        self.field = field  # the field at fault, None when it is the whole matcher
+        self.reason = reason
+        super().__init__(f"{where}.{field}: {reason}" if field else f"{where}: {reason}")
+
 
 def field_value(alert: Mapping[str, Any], name: str) -> str:
     """The text a pattern is matched against: the alert's value, or "" when it has none.
@@ -57,20 +63,19 @@ class Matcher:
     @classmethod
     def parse(cls, raw: Any, where: str = "matchers") -> Matcher:
         if not isinstance(raw, dict):
-            raise BadMatcher(f"{where}: expected an object of field: pattern")
+            raise BadMatcher(where, "expected an object of field: pattern")
         if not raw:
-            raise BadMatcher(f"{where}: an empty matcher would match every alert")
+            raise BadMatcher(where, "an empty matcher would match every alert")
         if len(raw) > MAX_FIELDS:
-            raise BadMatcher(f"{where}: at most {MAX_FIELDS} fields")
+            raise BadMatcher(where, f"at most {MAX_FIELDS} fields")
         patterns = []
         for name, pattern in raw.items():
             check_field(name, where)
             if not isinstance(pattern, str):
-                raise BadMatcher(
-                    f"{where}.{name}: pattern must be a string, got {type(pattern).__name__}"
-                )
+                reason = f"pattern must be a string, got {type(pattern).__name__}"
+                raise BadMatcher(where, reason, name)
             if len(pattern) > MAX_PATTERN_CHARS:
-                raise BadMatcher(f"{where}.{name}: pattern over {MAX_PATTERN_CHARS} characters")
+                raise BadMatcher(where, f"pattern over {MAX_PATTERN_CHARS} characters", name)
             patterns.append((name, pattern))
         return cls(tuple(patterns))
 
@@ -97,13 +102,13 @@ class Matcher:
 
 def check_field(name: Any, where: str) -> None:
     if not isinstance(name, str):
-        raise BadMatcher(f"{where}: field names are strings")
+        raise BadMatcher(where, "field names are strings")
     if name in FIELDS:
         return
     if name.startswith(ATTRIBUTE_PREFIX) and _ATTRIBUTE_NAME.match(name[len(ATTRIBUTE_PREFIX) :]):
         return
     known = ", ".join(FIELDS)
-    raise BadMatcher(f"{where}.{name}: unknown field (known: {known}, attributes.<name>)")
+    raise BadMatcher(where, f"unknown field (known: {known}, attributes.<name>)", name)
 
 
 _COMPILED: dict[tuple[tuple[str, str], ...], tuple[tuple[str, re.Pattern[str]], ...]] = {}

@@ -14,10 +14,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
+from zoneinfo import ZoneInfo
 
 from homealert_mqtt.clock import Clock
 from homealert_mqtt.noise.gate import alert_fields
 from homealert_mqtt.noise.matchers import is_literal
+from homealert_mqtt.noise.schedules import Schedule
 from homealert_mqtt.noise.silences import Silence
 from homealert_mqtt.noise.store import Mark, Marked, SilenceCache, SilenceStore
 from homealert_mqtt.pipeline.publish import StateListener, StatePublisher, dumps
@@ -36,7 +38,12 @@ class SilenceRuntime(StateListener):
         alerts: AlertStore,
         publisher: StatePublisher,
         clock: Clock,
+        *,
+        schedules: Sequence[Schedule] = (),
+        zone: ZoneInfo | None = None,
     ) -> None:
+        self.schedules = tuple(schedules)
+        self.zone = zone or ZoneInfo("UTC")
         self.store = store
         self.cache = cache
         self.alerts = alerts
@@ -52,6 +59,7 @@ class SilenceRuntime(StateListener):
         await self.cache.refresh()
         await self.reconcile()
         while True:
+            await self.open_windows()
             timers = await self.store.timers()
             await self.after_timers(timers.started, timers.ended, timers.alerts)
             # Another replica's set or expire: matched from now on (publishing it was
@@ -68,6 +76,32 @@ class SilenceRuntime(StateListener):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
+
+    async def put(self, silence: Silence) -> str:
+        """Create or replace a silence: stored, cached, published, and put on the open
+        alerts it matches (on the loop's next pass). Returns created or replaced."""
+        outcome, version = await self.store.put(silence)
+        await self.cache.put(silence, version)
+        await self.publish(silence)
+        if silence.active(self.clock()):
+            self.reconcile_soon(silence.id)
+        return outcome
+
+    async def open_windows(self) -> None:
+        """The silence of every schedule whose window is on and has none yet (or one of
+        an earlier window). Every replica does this; a second put is the same silence."""
+        now = self.clock()
+        for schedule in self.schedules:
+            window = schedule.window_at(now, self.zone)
+            if window is None:
+                continue
+            current = self.cache.index.silences.get(schedule.silence_id)
+            if current is not None and current.ends_at == window[1]:
+                continue
+            if await self.store.window_skipped(schedule.silence_id, window[1]):
+                continue  # expired early: off until this window's end
+            _LOGGER.info("maintenance window %s is on", schedule.name)
+            await self.put(schedule.silence(window))
 
     def reconcile_soon(self, silence_id: str) -> None:
         """Mark the open alerts `silence_id` matches on the loop's next pass (the gate
@@ -144,7 +178,10 @@ class SilenceRuntime(StateListener):
     async def resynced(self, alert_ids: Sequence[str]) -> None:
         await self.cache.refresh()
         for silence in list(self.cache.index.silences.values()):
-            await self.publish(silence)
+            # Still the current one: an expire or replace since the loop began published
+            # a later state, which this older one must not overwrite.
+            if self.cache.index.silences.get(silence.id) is silence:
+                await self.publish(silence)
         for silence_id in await self.store.pending_clears():
             await self.clear(silence_id)
 

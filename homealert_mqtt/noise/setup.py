@@ -7,6 +7,7 @@ from homealert_mqtt.escalation.engine import EscalationEngine
 from homealert_mqtt.noise.commands import SilenceCommands
 from homealert_mqtt.noise.gate import NoiseGate
 from homealert_mqtt.noise.runtime import SilenceRuntime
+from homealert_mqtt.noise.schedules import zone
 from homealert_mqtt.noise.store import SilenceCache, SilenceStore
 from homealert_mqtt.service import Service
 
@@ -14,7 +15,16 @@ from homealert_mqtt.service import Service
 def add_noise_control(service: Service, engine: EscalationEngine) -> SilenceRuntime:
     store = SilenceStore(service.store, service.clock)
     cache = SilenceCache(store)
-    runtime = SilenceRuntime(store, cache, service.store, service.publisher, service.clock)
+    alerts = service.settings.alerts
+    runtime = SilenceRuntime(
+        store,
+        cache,
+        service.store,
+        service.publisher,
+        service.clock,
+        schedules=alerts.schedules,
+        zone=zone(alerts.timezone),
+    )
     commands = SilenceCommands(
         runtime, service.store, service.publisher, service.topics, service.clock
     )

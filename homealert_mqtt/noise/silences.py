@@ -18,6 +18,7 @@ from homealert_mqtt.noise.matchers import BadMatcher, Matcher, field_value
 SILENCE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,102}$")
 SNOOZE_PREFIX = "snooze-"
 SCHEDULE_PREFIX = "schedule:"
+SCHEDULE_ID = re.compile(r"^schedule:[a-z0-9][a-z0-9_-]{0,63}$")  # alerts.silences.schedules
 MAX_SECONDS = 365 * 24 * 3600
 MAX_TEXT = 1024
 MAX_PAYLOAD = 8192

@@ -128,6 +128,12 @@ class SilenceStore:
     async def members(self, silence_id: str) -> set[str]:
         return {as_str(m) for m in await self.redis.smembers(self.keys.silence_members(silence_id))}
 
+    async def window_skipped(self, silence_id: str, ends_at: int) -> bool:
+        """Whether the schedule's window ending at `ends_at` was expired early: it stays
+        off until its end (silence_end.lua keeps the end of the window it expired)."""
+        skipped = await self.redis.get(self.keys.window_skip(silence_id))
+        return skipped is not None and int(skipped) == ends_at
+
     async def pending_clears(self) -> list[str]:
         return sorted(as_str(m) for m in await self.redis.smembers(self.keys.silence_clear))
 

@@ -194,3 +194,8 @@ class Keys:
     @property
     def silence_clear(self) -> str:
         return self._k("silence_clear")  # set: ended silences whose topic awaits clearing
+
+    def window_skip(self, silence_id: str) -> str:
+        return self._k(
+            "wskip", silence_id
+        )  # string with TTL: end of a schedule window expired early

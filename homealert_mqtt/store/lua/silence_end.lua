@@ -9,7 +9,8 @@
 -- taken once. Ending a silence takes it off every alert it silenced, in this same step:
 -- an open, unacknowledged alert left without a silence starts escalating at level 0
 -- (a level-0 timer due now; the escalation engine pages it). The ended silence's
--- retained topic is cleared by the service (silence_clear).
+-- retained topic is cleared by the service (silence_clear). A schedule's silence
+-- (`schedule:<name>`) ended early leaves wskip:<id> until its window's end.
 --
 -- Returns JSON {started = {ids}, ended = {ids}, alerts = {{alert, event}}, next = ms or
 -- false} (next: when the next silence starts or ends; alert as in ingest.lua).
@@ -33,7 +34,13 @@ local function finish(sid)
 end
 
 if ARGV[3] ~= '' then
-  if redis.call('EXISTS', k('silence', ARGV[3])) == 1 then
+  local ends = redis.call('HGET', k('silence', ARGV[3]), 'ends_at')
+  if ends then
+    if string.sub(ARGV[3], 1, 9) == 'schedule:' and tonumber(ends) > now then
+      -- A maintenance window ended early stays off until its end (the service would
+      -- otherwise start it again at once).
+      redis.call('SET', k('wskip', ARGV[3]), ends, 'PX', string.format('%d', tonumber(ends) - now))
+    end
     finish(ARGV[3])
   end
 end
