@@ -155,6 +155,7 @@ class AlertRecord:
     last_notified_at: int | None = None
     rev: int = 0  # bumped by every script that returns the alert (see _lib.lua, next_rev)
     silenced_by: tuple[str, ...] = ()  # silences on it (noise/): nobody is paged
+    inhibited_by: tuple[str, ...] = ()  # open alerts inhibiting it (noise/inhibit.py)
 
     @classmethod
     def from_redis(cls, raw: dict[str, Any]) -> AlertRecord:
@@ -196,6 +197,7 @@ class AlertRecord:
             last_notified_at=opt_int("last_notified_at"),
             rev=int(raw.get("rev") or 0),
             silenced_by=_id_list(raw.get("silenced_by")),
+            inhibited_by=_id_list(raw.get("inhibited_by")),
         )
 
     def to_public(self) -> dict[str, Any]:
@@ -224,6 +226,7 @@ class AlertRecord:
             "updated_at": iso(self.updated_at),
             "last_notified_at": iso(self.last_notified_at),
             "silenced_by": list(self.silenced_by),
+            "inhibited_by": list(self.inhibited_by),
         }
 
 

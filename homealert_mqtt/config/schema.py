@@ -10,7 +10,7 @@ import voluptuous as vol
 from homealert_mqtt.config.errors import ConfigError
 from homealert_mqtt.models import Priority, State
 from homealert_mqtt.noise import schedules
-from homealert_mqtt.noise.matchers import BadMatcher, Matcher
+from homealert_mqtt.noise.matchers import BadMatcher, Matcher, check_field
 from homealert_mqtt.notify.registry import CHANNEL_SCHEMAS
 
 ATTRIBUTE_NAME = re.compile(r"^(attributes\.)?[A-Za-z0-9_.-]{1,64}$")
@@ -187,6 +187,24 @@ def _unique_names(value: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return value
 
 
+def equal_fields(value: Any) -> list[str]:
+    names = string_list(value)
+    for index, name in enumerate(names):
+        try:
+            check_field(name, "equal")
+        except BadMatcher as err:
+            raise vol.Invalid(err.reason, path=[index]) from err
+    return names
+
+
+INHIBIT_RULE = vol.Schema(
+    {
+        vol.Required("source_matchers"): matchers,
+        vol.Required("target_matchers"): matchers,
+        vol.Optional("equal", default=[]): equal_fields,
+    }
+)
+
 RATE_LIMIT = vol.Schema(
     {
         vol.Optional("count"): integer(minimum=1),
@@ -222,6 +240,7 @@ ALERTS = vol.Schema(
             vol.Optional("concurrency", default=32): integer(1, 1000),
         },
         vol.Optional("timezone", default=None): timezone,
+        vol.Optional("inhibit_rules", default=[]): [INHIBIT_RULE],
         vol.Optional("silences", default={}): {
             vol.Optional("schedules", default=[]): vol.All([SCHEDULE], _unique_names),
         },

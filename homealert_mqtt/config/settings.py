@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from homealert_mqtt.models import Priority, State
+from homealert_mqtt.noise.inhibit import InhibitRule
 from homealert_mqtt.noise.matchers import Matcher
 from homealert_mqtt.noise.schedules import Schedule, parse_clock, parse_day
 from homealert_mqtt.presence.config import PresenceSettings
@@ -125,6 +126,7 @@ class AlertSettings:
     escalation: EscalationSettings
     timezone: str | None = None  # IANA name; None: the system's
     schedules: tuple[Schedule, ...] = ()  # alerts.silences.schedules
+    inhibit_rules: tuple[InhibitRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +234,14 @@ class Settings:
                 ),
                 timezone=alerts["timezone"],
                 schedules=tuple(_schedule(s) for s in alerts["silences"]["schedules"]),
+                inhibit_rules=tuple(
+                    InhibitRule(
+                        Matcher.parse(r["source_matchers"]),
+                        Matcher.parse(r["target_matchers"]),
+                        tuple(r["equal"]),
+                    )
+                    for r in alerts["inhibit_rules"]
+                ),
             ),
             channels=cfg["channels"],
             recipients={

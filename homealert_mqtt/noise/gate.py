@@ -1,71 +1,97 @@
 """The gate between escalation and paging: what is quiet is not paged.
 
 The escalation engine hands each claimed batch to `admit()` before it notifies anyone
-(the one seam in escalation/engine.py). An alert a silence is on, or one a silence
-matches that ingest did not know of yet (another replica created it a moment ago), is
-taken out of the batch and marked silenced in the same Lua step (silence_mark.lua), so
-that the silence's end restarts its escalation.
+(the one seam in escalation/engine.py). An alert a silence or an inhibition is on, or
+one that a silence or an open source matches that ingest did not know of yet (another
+replica changed it a moment ago), is taken out of the batch and marked in the same Lua
+step (noise_mark.lua), so that the silence's end (the source's resolve) restarts its
+escalation.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from homealert_mqtt.clock import Clock
 from homealert_mqtt.models import AlertRecord
-from homealert_mqtt.noise.store import Mark, Marked, SilenceCache, SilenceStore
+from homealert_mqtt.noise.matchers import alert_fields
+from homealert_mqtt.noise.store import InhibitCache, Mark, Marked, SilenceCache, SilenceStore
 from homealert_mqtt.store.escalation_store import Flush
 
 Announce = Callable[[Sequence[Marked]], Awaitable[None]]
 
 
-def alert_fields(alert: AlertRecord) -> dict[str, Any]:
-    """What matchers read of a stored alert."""
-    return {
-        "id": alert.id,
-        "source": alert.source,
-        "type": alert.type,
-        "severity": alert.severity,
-        "priority": alert.priority.value,
-        "group_id": alert.group_id,
-        "attributes": alert.attributes,
-    }
+@dataclass(frozen=True, slots=True)
+class Quiet:
+    """What keeps a new alert quiet: the silences on for it and the open alerts
+    inhibiting it; and whether it is itself the source of an inhibit rule."""
+
+    silences: tuple[str, ...] = ()
+    inhibitors: tuple[str, ...] = ()
+    source: bool = False
+
+
+NOT_QUIET = Quiet()
 
 
 class NoiseGate:
     def __init__(
-        self, cache: SilenceCache, store: SilenceStore, announce: Announce, clock: Clock
+        self,
+        cache: SilenceCache,
+        inhibit: InhibitCache,
+        store: SilenceStore,
+        announce: Announce,
+        clock: Clock,
     ) -> None:
         self.cache = cache
+        self.inhibit = inhibit
         self.store = store
         self.announce = announce
         self.clock = clock
 
-    def silences_for(self, fields: Mapping[str, Any]) -> tuple[str, ...]:
-        """For ingest: the silences on for an alert about to be stored (ingest.lua keeps
-        those still on when it runs)."""
+    def quiet_for(self, fields: Mapping[str, Any]) -> Quiet:
+        """For ingest: what keeps an alert about to be stored quiet (ingest.lua keeps the
+        silences still on and the sources still open when it runs)."""
         index = self.cache.index
-        if not len(index):
-            return ()
-        return tuple(index.matching(fields, self.clock()))
+        silences = tuple(index.matching(fields, self.clock())) if len(index) else ()
+        if not self.inhibit.enabled:
+            return Quiet(silences) if silences else NOT_QUIET
+        state = self.inhibit.state
+        inhibitors = tuple(state.inhibitors(str(fields["id"]), fields))
+        source = state.rules.is_source(fields)
+        if not (silences or inhibitors or source):
+            return NOT_QUIET
+        return Quiet(silences, inhibitors, source)
 
-    def quiet_because(self, alert: AlertRecord, now: int) -> list[str]:
-        found = set(self.cache.index.matching(alert_fields(alert), now))
-        return sorted(found | set(alert.silenced_by))
+    def quiet_because(self, alert: AlertRecord, now: int) -> list[tuple[str, str]]:
+        """(kind, id) of what is on the alert or should be: ("s", silence id) and
+        ("i", source alert id)."""
+        fields = alert_fields(alert)
+        silences = set(self.cache.index.matching(fields, now)) | set(alert.silenced_by)
+        found = [("s", s) for s in sorted(silences)]
+        if self.inhibit.enabled or alert.inhibited_by:
+            sources = set(self.inhibit.state.inhibitors(alert.id, fields))
+            found += [("i", s) for s in sorted(sources | set(alert.inhibited_by))]
+        return found
+
+    async def refresh(self) -> None:
+        await self.cache.refresh()
+        await self.inhibit.refresh()
 
     async def admit(self, flushes: list[Flush]) -> list[Flush]:
         """The batches without their quiet alerts (batches left empty are dropped)."""
         if not flushes:
             return flushes
-        await self.cache.refresh()
+        await self.refresh()
         now = self.clock()
         marks = [
-            Mark(alert.id, silence_id, flush.key, str(member))
+            Mark(alert.id, by, flush.key, str(member), kind)
             for flush in flushes
             for member, alert in flush.steps
-            for silence_id in self.quiet_because(alert, now)
+            for kind, by in self.quiet_because(alert, now)
         ]
         if not marks:
             return flushes
@@ -80,9 +106,9 @@ class NoiseGate:
         return kept
 
     async def pageable(self, alerts: Mapping[str, AlertRecord]) -> dict[str, AlertRecord]:
-        """Of alerts held back by a rate limit, those no silence is on now."""
+        """Of alerts held back by a rate limit, those nothing keeps quiet now."""
         if not alerts:
             return dict(alerts)
-        await self.cache.refresh()
+        await self.refresh()
         now = self.clock()
         return {i: a for i, a in alerts.items() if not self.quiet_because(a, now)}

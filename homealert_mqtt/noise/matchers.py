@@ -13,7 +13,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import translate
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from homealert_mqtt.models import AlertRecord
 
 FIELDS = ("id", "source", "type", "severity", "priority", "group_id")
 ATTRIBUTE_PREFIX = "attributes."
@@ -48,6 +51,19 @@ def field_value(alert: Mapping[str, Any], name: str) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def alert_fields(alert: AlertRecord) -> dict[str, Any]:
+    """What matchers read of a stored alert."""
+    return {
+        "id": alert.id,
+        "source": alert.source,
+        "type": alert.type,
+        "severity": alert.severity,
+        "priority": alert.priority.value,
+        "group_id": alert.group_id,
+        "attributes": alert.attributes,
+    }
 
 
 def is_literal(pattern: str) -> bool:

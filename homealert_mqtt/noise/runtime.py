@@ -17,11 +17,10 @@ from collections.abc import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from homealert_mqtt.clock import Clock
-from homealert_mqtt.noise.gate import alert_fields
-from homealert_mqtt.noise.matchers import is_literal
+from homealert_mqtt.noise.matchers import alert_fields, is_literal
 from homealert_mqtt.noise.schedules import Schedule
 from homealert_mqtt.noise.silences import Silence
-from homealert_mqtt.noise.store import Mark, Marked, SilenceCache, SilenceStore
+from homealert_mqtt.noise.store import InhibitCache, Mark, Marked, SilenceCache, SilenceStore
 from homealert_mqtt.pipeline.publish import StateListener, StatePublisher, dumps
 from homealert_mqtt.store.alert_store import AlertStore
 
@@ -41,7 +40,9 @@ class SilenceRuntime(StateListener):
         *,
         schedules: Sequence[Schedule] = (),
         zone: ZoneInfo | None = None,
+        inhibit: InhibitCache | None = None,
     ) -> None:
+        self.inhibit = inhibit
         self.schedules = tuple(schedules)
         self.zone = zone or ZoneInfo("UTC")
         self.store = store
@@ -60,6 +61,7 @@ class SilenceRuntime(StateListener):
         await self.reconcile()
         while True:
             await self.open_windows()
+            await self.follow_inhibitions()
             timers = await self.store.timers()
             await self.after_timers(timers.started, timers.ended, timers.alerts)
             # Another replica's set or expire: matched from now on (publishing it was
@@ -102,6 +104,25 @@ class SilenceRuntime(StateListener):
                 continue  # expired early: off until this window's end
             _LOGGER.info("maintenance window %s is on", schedule.name)
             await self.put(schedule.silence(window))
+
+    async def follow_inhibitions(self) -> None:
+        """Release the targets of resolved sources; inhibit the open alerts a new source
+        inhibits (those arriving later are inhibited by ingest, or by the gate)."""
+        if self.inhibit is None or not self.inhibit.enabled:
+            return
+        for alert in await self.inhibit.release():
+            await self.publisher.alert(alert)
+        if not await self.inhibit.refresh():
+            return
+        state = self.inhibit.state
+        alerts = await self.alerts.get_alerts(await self.alerts.open_ids())
+        marks = [
+            Mark(alert.id, source, kind="i")
+            for alert in alerts
+            for source in state.inhibitors(alert.id, alert_fields(alert))
+            if source not in alert.inhibited_by
+        ]
+        await self.announce(await self.store.mark(marks))
 
     def reconcile_soon(self, silence_id: str) -> None:
         """Mark the open alerts `silence_id` matches on the loop's next pass (the gate

@@ -6,9 +6,10 @@ from __future__ import annotations
 from homealert_mqtt.escalation.engine import EscalationEngine
 from homealert_mqtt.noise.commands import SilenceCommands
 from homealert_mqtt.noise.gate import NoiseGate
+from homealert_mqtt.noise.inhibit import RuleIndex
 from homealert_mqtt.noise.runtime import SilenceRuntime
 from homealert_mqtt.noise.schedules import zone
-from homealert_mqtt.noise.store import SilenceCache, SilenceStore
+from homealert_mqtt.noise.store import InhibitCache, SilenceCache, SilenceStore
 from homealert_mqtt.service import Service
 
 
@@ -16,6 +17,7 @@ def add_noise_control(service: Service, engine: EscalationEngine) -> SilenceRunt
     store = SilenceStore(service.store, service.clock)
     cache = SilenceCache(store)
     alerts = service.settings.alerts
+    inhibit = InhibitCache(service.store, RuleIndex(alerts.inhibit_rules))
     runtime = SilenceRuntime(
         store,
         cache,
@@ -24,6 +26,7 @@ def add_noise_control(service: Service, engine: EscalationEngine) -> SilenceRunt
         service.clock,
         schedules=alerts.schedules,
         zone=zone(alerts.timezone),
+        inhibit=inhibit,
     )
     commands = SilenceCommands(
         runtime, service.store, service.publisher, service.topics, service.clock
@@ -36,6 +39,6 @@ def add_noise_control(service: Service, engine: EscalationEngine) -> SilenceRunt
     # Home Assistant listener's resync starts the clean-up of stale ones.
     service.publisher.listeners.insert(0, runtime)
     service.add_task(runtime.run)
-    engine.gate = NoiseGate(cache, store, runtime.announce, service.clock)
-    service.ingest.silences_for = engine.gate.silences_for
+    engine.gate = NoiseGate(cache, inhibit, store, runtime.announce, service.clock)
+    service.ingest.silences_for = engine.gate.quiet_for
     return runtime

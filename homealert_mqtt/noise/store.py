@@ -10,6 +10,8 @@ from redis.asyncio import Redis
 
 from homealert_mqtt.clock import Clock
 from homealert_mqtt.models import AlertRecord
+from homealert_mqtt.noise.inhibit import Inhibitions, RuleIndex
+from homealert_mqtt.noise.matchers import alert_fields
 from homealert_mqtt.noise.silences import Silence, SilenceIndex
 from homealert_mqtt.store.alert_store import AlertStore, alert_from_json
 from homealert_mqtt.store.scripts import as_str
@@ -19,7 +21,7 @@ END_LIMIT = 200  # silence starts and ends claimed per call
 
 @dataclass(frozen=True, slots=True)
 class Marked:
-    """An alert a silence_mark.lua or silence_end.lua call changed."""
+    """An alert a noise_mark.lua, silence_end.lua or inhibit_release.lua call changed."""
 
     alert: AlertRecord
     quiet: bool
@@ -29,9 +31,10 @@ class Marked:
 @dataclass(frozen=True, slots=True)
 class Mark:
     alert_id: str
-    silence_id: str
+    silence_id: str  # or, for kind "i", the id of the source alert inhibiting it
     flush_key: str = ""
     member: str = ""
+    kind: str = "s"  # s: silence, i: inhibition
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +96,11 @@ class SilenceStore:
             return []
         args: list[str | int] = [self.clock(), len(put_on)]
         for m in put_on:
-            args += [m.alert_id, m.silence_id, m.flush_key, m.member]
+            args += [m.kind, m.alert_id, m.silence_id, m.flush_key, m.member]
         args.append(len(take_off))
         for m in take_off:
             args += [m.alert_id, m.silence_id]
-        raw = json.loads(await self.scripts.silence_mark(keys=[self.keys.prefix], args=args))
+        raw = json.loads(await self.scripts.noise_mark(keys=[self.keys.prefix], args=args))
         out = []
         for item in raw:
             alert = alert_from_json(item["alert"])
@@ -169,3 +172,41 @@ class SilenceCache:
             return
         self.index.add(silence)
         self._version = version
+
+
+class InhibitCache:
+    """The open sources of inhibition as the service matches them: reloaded whenever
+    Redis's inhibition version moved (a source recorded or released anywhere)."""
+
+    def __init__(self, alerts: AlertStore, rules: RuleIndex) -> None:
+        self.alerts = alerts
+        self.state = Inhibitions(rules)
+        self._version = -1
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.state.rules.rules)
+
+    async def refresh(self) -> set[str]:
+        """Reload if anything changed; returns the sources that are new here."""
+        if not self.enabled:
+            return set()
+        redis, keys = self.alerts.redis, self.alerts.keys
+        version = int(await redis.get(keys.inhibit_version) or 0)
+        if version == self._version:
+            return set()
+        ids = sorted(as_str(i) for i in await redis.smembers(keys.inhibit_sources))
+        sources = {a.id: alert_fields(a) for a in await self.alerts.get_alerts(ids)}
+        new = set(sources) - set(self.state.sources)
+        self.state.sources = sources
+        self._version = version
+        return new
+
+    async def release(self) -> list[AlertRecord]:
+        """Let the targets of sources no longer open go (inhibit_release.lua)."""
+        if not self.enabled:
+            return []
+        raw = await self.alerts.scripts.inhibit_release(
+            keys=[self.alerts.keys.prefix], args=[self.alerts.clock()]
+        )
+        return [a for a in map(alert_from_json, json.loads(raw)) if a is not None]

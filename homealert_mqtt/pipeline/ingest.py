@@ -25,6 +25,7 @@ from homealert_mqtt.config.settings import AlertSettings
 from homealert_mqtt.escalation.plan import Start
 from homealert_mqtt.models import AlertRecord, IncomingAlert, Priority
 from homealert_mqtt.mqtt.link import Inbound
+from homealert_mqtt.noise.gate import NOT_QUIET, Quiet
 from homealert_mqtt.pipeline.commands import CommandHandler
 from homealert_mqtt.pipeline.fingerprint import group_identity, identify, partial_match
 from homealert_mqtt.pipeline.prioritise import prioritise
@@ -47,8 +48,8 @@ _LOGGER = logging.getLogger(__name__)
 CHUNKS_IN_FLIGHT = 4
 
 
-# The ids of the silences on for an alert, from its matcher fields (noise/gate.py).
-SilencesFor = Callable[[Mapping[str, Any]], tuple[str, ...]]
+# What keeps an alert quiet, from its matcher fields (noise/gate.py).
+SilencesFor = Callable[[Mapping[str, Any]], Quiet]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +78,9 @@ def store_request(
     group = group_identity(alert, grouping.attributes) if grouping.enabled else None
     priority = prioritise(alert, settings.priorities, settings.default_priority)
     start = start_plan.get(priority)
-    silences: tuple[str, ...] = ()
+    quiet = NOT_QUIET
     if silences_for is not None and alert.status == "firing":
-        silences = silences_for(
+        quiet = silences_for(
             {
                 "id": identity.base_id,
                 "source": alert.source,
@@ -111,7 +112,9 @@ def store_request(
         quiet_start=start is not None and start.quiet,
         next_delay_ms=start.next_delay_ms if start is not None else None,
         partial=partial_match(alert, settings.dedup.attributes),
-        silences=silences,
+        silences=quiet.silences,
+        inhibitors=quiet.inhibitors,
+        inhibit_source=quiet.source,
     )
 
 

@@ -79,6 +79,8 @@ class IngestRequest:
     # A resolve without every fingerprint field: resolve the open alerts matching this.
     partial: PartialMatch | None = None
     silences: tuple[str, ...] = ()  # silences the service found on (noise/)
+    inhibitors: tuple[str, ...] = ()  # open alerts the service found inhibiting it
+    inhibit_source: bool = False  # it matches an inhibit rule's source matchers
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,8 @@ def _ingest_arg(req: IngestRequest) -> str:
             req.next_delay_ms,
             None if req.partial is None else req.partial.to_json(),
             req.silences,
+            req.inhibitors,
+            req.inhibit_source,
         )
     )
 

@@ -199,3 +199,14 @@ class Keys:
         return self._k(
             "wskip", silence_id
         )  # string with TTL: end of a schedule window expired early
+
+    @property
+    def inhibit_sources(self) -> str:
+        return self._k("inhsrc")  # set: open alerts that are the source of an inhibit rule
+
+    def inhibit_targets(self, source_id: str) -> str:
+        return self._k("inhtgt", source_id)  # set: the alerts a source inhibits
+
+    @property
+    def inhibit_version(self) -> str:
+        return self._k("inh_ver")  # counter: bumped when a source is recorded or released

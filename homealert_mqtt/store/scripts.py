@@ -48,7 +48,8 @@ SCRIPT_NAMES = (
     "sms_code",
     "sms_reply",
     "silence_set",
-    "silence_mark",
+    "noise_mark",
+    "inhibit_release",
     "silence_end",
 )
 
@@ -70,7 +71,8 @@ class Scripts:
     sms_code: AsyncScript
     sms_reply: AsyncScript
     silence_set: AsyncScript
-    silence_mark: AsyncScript
+    noise_mark: AsyncScript
+    inhibit_release: AsyncScript
     silence_end: AsyncScript
 
     @classmethod

@@ -1,5 +1,9 @@
--- _noise.lua: silences as the scripts keep them (homealert_mqtt/noise). scripts.py
--- prepends this file, after _lib.lua, to each script.
+-- _noise.lua: silences and inhibitions as the scripts keep them (homealert_mqtt/noise).
+-- scripts.py prepends this file, after _lib.lua, to each script.
+--
+-- An alert is quiet (nobody is paged for it) while its `silenced_by` or `inhibited_by`
+-- (JSON lists) is not empty; it has no escalation timer meanwhile. When the last entry
+-- of both goes, an open, unacknowledged alert escalates from level 0 again.
 --
 -- Keys (store/keys.py): silence:<sid> (hash), smem:<sid> (set: alerts it silences),
 -- silenced (set: alerts with a silence), silences (zset: sid by ends_at),
@@ -7,13 +11,21 @@
 -- bumped by every change the service's caches must see), silence_clear (set: ended
 -- silences whose retained topic awaits clearing).
 
--- The silence ids of alert `id` (its `silenced_by` field, a JSON list).
-local function silenced_list(id)
-  local raw = redis.call('HGET', k('alert', id), 'silenced_by')
+-- Keys of inhibition: inhsrc (set: open alerts that are the source of a rule, recorded
+-- by ingest.lua), inhtgt:<source id> (set: the alerts it inhibits), inh_ver (counter).
+
+-- A JSON list field of alert `id` (`silenced_by`, `inhibited_by`) as a Lua list.
+local function id_list(id, name)
+  local raw = redis.call('HGET', k('alert', id), name)
   if not raw or raw == '' or raw == '[]' then
     return {}
   end
   return cjson.decode(raw)
+end
+
+-- The silence ids of alert `id`.
+local function silenced_list(id)
+  return id_list(id, 'silenced_by')
 end
 
 -- cjson writes an empty table as `{}`.
@@ -88,6 +100,61 @@ local function silence_remove(id, sid, now)
   if #kept > 0 then
     return false
   end
-  restart_escalation(id, now)
+  if #id_list(id, 'inhibited_by') == 0 then
+    restart_escalation(id, now)
+  end
   return true
+end
+
+-- Whether alert `src` is an open source of inhibition now.
+local function source_open(src)
+  if redis.call('SISMEMBER', k('inhsrc'), src) == 0 then
+    return false
+  end
+  local state = redis.call('HGET', k('alert', src), 'state')
+  return state and OPEN[state] or false
+end
+
+-- Inhibit alert `id` by source `src`: its escalation stops. True when it had no
+-- inhibitor before.
+local function inhibit_add(id, src)
+  local list = id_list(id, 'inhibited_by')
+  for _, s in ipairs(list) do
+    if s == src then
+      return false
+    end
+  end
+  list[#list + 1] = src
+  table.sort(list)
+  redis.call('HSET', k('alert', id), 'inhibited_by', list_text(list))
+  redis.call('SADD', k('inhtgt', src), id)
+  cancel_timer(id)
+  return #list == 1
+end
+
+-- Take source `src` off alert `id`. True when that was its last inhibitor; escalation
+-- then starts again at level 0 if no silence is on it either.
+local function inhibit_remove(id, src, now)
+  local list = id_list(id, 'inhibited_by')
+  local kept = {}
+  for _, s in ipairs(list) do
+    if s ~= src then
+      kept[#kept + 1] = s
+    end
+  end
+  if #kept == #list then
+    return false
+  end
+  redis.call('HSET', k('alert', id), 'inhibited_by', list_text(kept))
+  if #kept > 0 then
+    return false
+  end
+  if #silenced_list(id) == 0 then
+    restart_escalation(id, now)
+  end
+  return true
+end
+
+local function is_quiet(id)
+  return #silenced_list(id) > 0 or #id_list(id, 'inhibited_by') > 0
 end

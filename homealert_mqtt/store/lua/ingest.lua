@@ -23,6 +23,9 @@
 --        resolve_partial below
 --   [21] ids of the silences the service found on for the alert (a JSON list, often
 --        empty): those still on silence it (no escalation timer; see _noise.lua)
+--   [22] ids of the open alerts the service found inhibiting it (a JSON list, often
+--        empty): those still open sources inhibit it (as silences do)
+--   [23] source (bool): the alert matches an inhibit rule's source matchers
 --
 -- Returns a JSON array with, per alert in order, an object {outcome, alert, group, events}:
 --   outcome: created | deduplicated | reopened | resolved | redelivered | no_open_alert |
@@ -142,6 +145,35 @@ local function live_silences(sids)
   return live
 end
 
+-- Of the sources the service matched, those still open, or nil when none is.
+local function live_inhibitors(sources)
+  if sources == nil or sources == cjson.null or #sources == 0 then
+    return nil
+  end
+  local live = {}
+  for _, src in ipairs(sources) do
+    if source_open(src) then
+      live[#live + 1] = src
+    end
+  end
+  if #live == 0 then
+    return nil
+  end
+  table.sort(live)
+  return live
+end
+
+-- Records inhibition on alert `id`, new or re-opened (its `inhibited_by` field is set
+-- by the caller's HSET), and the alert as a source when it is one.
+local function mark_inhibition(id, inhibitors, source)
+  for _, src in ipairs(inhibitors or {}) do
+    redis.call('SADD', k('inhtgt', src), id)
+  end
+  if source and redis.call('SADD', k('inhsrc'), id) == 1 then
+    redis.call('INCR', k('inh_ver'))
+  end
+end
+
 -- Records the silences (from live_silences) on alert `id`, new or re-opened; its
 -- `silenced_by` field is set by the caller's HSET.
 local function mark_silenced(id, live)
@@ -158,9 +190,10 @@ end
 -- One alert; returns its reply (a table).
 local function ingest_one(request)
   local fp, base_id, status, source, atype, severity, prio, message, attributes, ts,
-    gkh, gtext, base_gid, client, mid, dup, digest, quiet, next_delay, partial, sils = unpack(request)
+    gkh, gtext, base_gid, client, mid, dup, digest, quiet, next_delay, partial, sils, inhs,
+    inh_source = unpack(request)
   if next_delay == cjson.null then next_delay = nil end
-  local silenced = nil
+  local silenced, inhibited = nil, nil
 
   local function reply(outcome, alert, group, events)
     return {outcome = outcome, alert = alert, group = group, events = events}
@@ -172,8 +205,8 @@ local function ingest_one(request)
   -- Neither alert has a timer to cancel: a new one never had one, and resolving cancelled a
   -- re-opened one's.
   local function first_timer(id, epoch)
-    if silenced then
-      return nil, '' -- silenced: the silence's end starts the escalation
+    if silenced or inhibited then
+      return nil, '' -- quiet: the silence's end (the source's resolve) starts it
     end
     local level, due = '0', now_s
     if quiet then
@@ -263,17 +296,19 @@ local function ingest_one(request)
       and now - tonumber(cur_fields[3]) <= tonumber(cfg.dedup_window) then
     -- Flap protection: firing again soon after a resolve re-opens the same alert.
     local epoch = string.format('%d', (tonumber(cur_fields[6]) or 0) + 1)
-    silenced = live_silences(sils)
+    silenced, inhibited = live_silences(sils), live_inhibitors(inhs)
     local timer, next_at = first_timer(cur, epoch)
     local update = extend(changes(), {'epoch', epoch, 'priority', prio, 'severity', severity,
       'escalation_level', '0', 'opened_at', now_s, 'acknowledged_by', '', 'acknowledged_at', '',
       'ack_note', '', 'resolved_at', '', 'resolved_by', '', 'next_escalation_at', next_at,
-      'silenced_by', silenced and cjson.encode(silenced) or '[]'})
+      'silenced_by', silenced and cjson.encode(silenced) or '[]',
+      'inhibited_by', inhibited and cjson.encode(inhibited) or '[]'})
     if timer then
       extend(update, {'timer', timer})
     end
     redis.call('HSET', k('alert', cur), unpack(update))
     mark_silenced(cur, silenced)
+    mark_inhibition(cur, inhibited, inh_source)
     reindex(cur, 'resolved', prio, cur_fields[2], cur_fields[4])
     transition(cur, 'reopen', now, cfg.retention, {})
     if quiet then
@@ -350,7 +385,7 @@ local function ingest_one(request)
 
   local state, rule = 'new', 'T0'
   if quiet then state, rule = 'active', 'T1' end
-  silenced = live_silences(sils)
+  silenced, inhibited = live_silences(sils), live_inhibitors(inhs)
   local timer, next_at = first_timer(id, '1')
   -- Strings as they are stored: the reply is this list, not a read-back.
   local alert = {'id', id, 'fp', fp, 'state', state, 'rule', rule, 'priority', prio,
@@ -366,6 +401,12 @@ local function ingest_one(request)
     extend(alert, {'silenced_by', cjson.encode(silenced)})
     mark_silenced(id, silenced)
     events[#events + 1] = 'silenced'
+  end
+  if inhibited then
+    extend(alert, {'inhibited_by', cjson.encode(inhibited)})
+  end
+  if inhibited or inh_source then
+    mark_inhibition(id, inhibited, inh_source)
   end
   redis.call('HSET', k('alert', id), unpack(alert))
   -- reindex() for a new id: in no index yet, so nothing to take out of acked or escalated.
