@@ -17,7 +17,8 @@ from collections.abc import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from homealert_mqtt.clock import Clock
-from homealert_mqtt.noise.matchers import alert_fields, is_literal
+from homealert_mqtt.models import AlertRecord
+from homealert_mqtt.noise.matchers import alert_fields
 from homealert_mqtt.noise.schedules import Schedule
 from homealert_mqtt.noise.silences import Silence
 from homealert_mqtt.noise.store import InhibitCache, Mark, Marked, SilenceCache, SilenceStore
@@ -54,19 +55,20 @@ class SilenceRuntime(StateListener):
         # Silences set here whose alerts are still to be marked: in one pass over the
         # open alerts for all of them (a script creating a thousand makes a few passes).
         self._to_reconcile: set[str] = set()
+        self.open: dict[str, AlertRecord] = {}  # open alerts this replica published
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
-        await self.cache.refresh()
-        await self.reconcile()
         while True:
             await self.open_windows()
             await self.follow_inhibitions()
             timers = await self.store.timers()
             await self.after_timers(timers.started, timers.ended, timers.alerts)
-            # Another replica's set or expire: matched from now on (publishing it was
-            # that replica's part).
+            # Another replica's set or expire: matched from now on, and put on the open
+            # alerts this replica knows (publishing the silence was that replica's part).
             await self.cache.refresh()
+            for silence_id in self.cache.take_changed():
+                self.reconcile_soon(silence_id)
             if self._to_reconcile:
                 chosen, self._to_reconcile = self._to_reconcile, set()
                 await self.reconcile(sorted(chosen))
@@ -112,10 +114,11 @@ class SilenceRuntime(StateListener):
             return
         for alert in await self.inhibit.release():
             await self.publisher.alert(alert)
-        if not await self.inhibit.refresh():
+        await self.inhibit.refresh()
+        if not self.inhibit.take_new_sources():
             return
         state = self.inhibit.state
-        alerts = await self.alerts.get_alerts(await self.alerts.open_ids())
+        alerts = list(self.open.values())
         marks = [
             Mark(alert.id, source, kind="i")
             for alert in alerts
@@ -164,40 +167,48 @@ class SilenceRuntime(StateListener):
             await listener.silence_removed(silence_id)
         await self.store.cleared(silence_id)
 
-    async def reconcile(self, silence_ids: Sequence[str] | None = None) -> None:
-        """Put the silences (all, or those named) on every open alert they match, and
-        take a replaced one off the alerts it no longer matches."""
+    async def reconcile(self, silence_ids: Sequence[str]) -> None:
+        """Put the silences named on every open alert they match, and take a replaced
+        one off the alerts it no longer matches.
+
+        Over the open alerts this replica knows (`open`, kept from what it publishes and
+        from each resync): reading every open alert from Redis for each new silence
+        would cost a flood's worth of reads per silence. An alert only another replica
+        published is marked by that replica (it sees the silence through the version
+        counter) or, at the latest, by the gate before it is paged."""
         now = self.clock()
         index = self.cache.index
-        wanted = set(index.silences) if silence_ids is None else set(silence_ids)
-        alerts = await self.alerts.get_alerts(await self._candidates(wanted))
+        wanted = set(silence_ids)
+        alerts = dict(self.open)
+        # Taking one off an alert it no longer matches: the alerts it is on.
+        members = {m for s in wanted for m in await self.store.members(s)} - set(alerts)
+        alerts.update((a.id, a) for a in await self.alerts.get_alerts(sorted(members)))
         put_on, take_off = [], []
-        for alert in alerts:
+        for alert in alerts.values():
             matching = set(index.matching(alert_fields(alert), now)) & wanted
-            put_on += [Mark(alert.id, s) for s in sorted(matching - set(alert.silenced_by))]
-            if silence_ids is not None:
-                stale = (set(alert.silenced_by) & wanted) - matching
-                take_off += [Mark(alert.id, s) for s in sorted(stale)]
+            if alert.state.is_open:
+                put_on += [Mark(alert.id, s) for s in sorted(matching - set(alert.silenced_by))]
+            stale = (set(alert.silenced_by) & wanted) - matching
+            take_off += [Mark(alert.id, s) for s in sorted(stale)]
         await self.announce(await self.store.mark(put_on, take_off))
 
-    async def _candidates(self, silence_ids: set[str]) -> list[str]:
-        """The open alerts to look at: just the snoozed ones when only snoozes changed
-        (their matcher names one id), else every open alert."""
-        named = []
-        for silence_id in silence_ids:
-            silence = self.cache.index.silences.get(silence_id)
-            patterns = dict(silence.matcher.patterns) if silence else {}
-            if len(patterns) != 1 or "id" not in patterns or not is_literal(patterns["id"]):
-                return await self.alerts.open_ids()
-            named.append(patterns["id"])
-        # Taking one off an alert it no longer matches reads the alerts it was on.
-        for silence_id in silence_ids:
-            named += await self.store.members(silence_id)
-        return sorted(set(named))
+    # -- StateListener: the open alerts this replica knows, for reconcile()
+    async def alert_changed(self, alert: AlertRecord, events: Sequence[str]) -> None:
+        if alert.state.is_open:
+            self.open[alert.id] = alert
+        else:
+            self.open.pop(alert.id, None)
+
+    async def alert_removed(self, alert_id: str) -> None:
+        self.open.pop(alert_id, None)
 
     # -- StateListener: a resync (start, reconnect) republishes every silence
     async def resynced(self, alert_ids: Sequence[str]) -> None:
         await self.cache.refresh()
+        # Every stored alert went through alert_changed meanwhile: put the silences on
+        # them (one that started or was set while this replica was down, too).
+        self._to_reconcile |= set(self.cache.index.silences)
+        self._wake.set()
         for silence in list(self.cache.index.silences.values()):
             # Still the current one: an expire or replace since the loop began published
             # a later state, which this older one must not overwrite.

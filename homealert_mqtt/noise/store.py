@@ -152,17 +152,26 @@ class SilenceCache:
         self.store = store
         self.index = SilenceIndex()
         self._version = -1
+        self.changed: set[str] = set()  # seen by refresh(), for take_changed()
 
-    async def refresh(self) -> bool:
-        """Reload if anything changed; True when it did."""
+    async def refresh(self) -> list[str]:
+        """Reload if anything changed; returns the silences new or changed here."""
         version = await self.store.version()
         if version == self._version:
-            return False
+            return []
         silences = await self.store.load()
         # Read after the load: a change meanwhile shows as a newer version next time.
         self._version = version
+        before = self.index.silences
         self.index = SilenceIndex(silences)
-        return True
+        changed = [s.id for s in silences if before.get(s.id) != s]
+        self.changed.update(changed)
+        return changed
+
+    def take_changed(self) -> set[str]:
+        """The silences new or changed since the last call, whoever refreshed."""
+        changed, self.changed = self.changed, set()
+        return changed
 
     async def put(self, silence: Silence, version: int) -> None:
         """Our own change (`version` its version): applied here without reading every
@@ -182,6 +191,7 @@ class InhibitCache:
         self.alerts = alerts
         self.state = Inhibitions(rules)
         self._version = -1
+        self.new_sources: set[str] = set()  # seen by refresh(), for take_new_sources()
 
     @property
     def enabled(self) -> bool:
@@ -200,6 +210,12 @@ class InhibitCache:
         new = set(sources) - set(self.state.sources)
         self.state.sources = sources
         self._version = version
+        self.new_sources |= new
+        return new
+
+    def take_new_sources(self) -> set[str]:
+        """The sources new since the last call, whoever refreshed."""
+        new, self.new_sources = self.new_sources, set()
         return new
 
     async def release(self) -> list[AlertRecord]:
