@@ -898,7 +898,15 @@ def run(args: argparse.Namespace) -> int:
         }
         results["cpu"] = cpu_by_phase(
             bench.cpu_marks,
-            {"raw-burst": n, "raw-paced": paced_n, "burst": n, "paced": paced_n, "dedup": repeats},
+            {
+                "raw-burst": n,
+                "raw-paced": paced_n,
+                "burst": n,
+                "paced": paced_n,
+                "dedup": repeats,
+                "plainburst": n,  # --silences / --inhibit-rules
+                "noiseburst": n,
+            },
         )
         results["redis_calls_per_alert"] = redis_calls_by_phase(
             bench.redis_marks, {"burst": n, "paced": paced_n, "dedup": repeats}
