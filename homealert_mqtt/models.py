@@ -59,6 +59,8 @@ class Event(StrEnum):
     ACTIVATED = "activated"
     SILENCED = "silenced"
     UNSILENCED = "unsilenced"
+    UNACKNOWLEDGED = "unacknowledged"
+    PRIORITY_RAISED = "priority_raised"
 
 
 # Every state change the service makes, as (rule id, action, from-states, to-state).
@@ -80,6 +82,8 @@ TRANSITIONS: tuple[tuple[str, str, frozenset[State], State], ...] = (
         State.RESOLVED,
     ),
     ("T5", "reopen", frozenset({State.RESOLVED}), State.NEW),
+    # An acknowledgement gone stale (ack_timeout) or a more urgent repeat (noise/).
+    ("T6", "unack", frozenset({State.ACKNOWLEDGED}), State.ACTIVE),
 )
 
 

@@ -238,6 +238,7 @@ ALERTS = vol.Schema(
             vol.Optional("notify_resolved", default=True): boolean,
             vol.Optional("lease", default=90): integer(2, 3600),
             vol.Optional("concurrency", default=32): integer(1, 1000),
+            vol.Optional("ack_timeout", default=0): integer(0, 365 * 24 * 3600),
         },
         vol.Optional("timezone", default=None): timezone,
         vol.Optional("inhibit_rules", default=[]): [INHIBIT_RULE],

@@ -109,6 +109,7 @@ class EscalationSettings:
     notify_resolved: bool
     lease: int = 90  # seconds claimed work stays with its replica (escalation/delivery.Leases)
     concurrency: int = 32  # deliveries in flight at once; sizes the Redis pool too
+    ack_timeout: int = 0  # seconds an acknowledgement lasts (noise/acks.py); 0: for good
 
     def policy_for(self, priority: Priority) -> Policy:
         return self.policies.get(priority.value.lower()) or self.policies["default"]
@@ -231,6 +232,7 @@ class Settings:
                     notify_resolved=escalation["notify_resolved"],
                     lease=escalation["lease"],
                     concurrency=escalation["concurrency"],
+                    ack_timeout=escalation["ack_timeout"],
                 ),
                 timezone=alerts["timezone"],
                 schedules=tuple(_schedule(s) for s in alerts["silences"]["schedules"]),

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from homealert_mqtt.clock import Clock
 from homealert_mqtt.models import AlertRecord
+from homealert_mqtt.noise.acks import AckTimeouts
 from homealert_mqtt.noise.matchers import alert_fields
 from homealert_mqtt.noise.schedules import Schedule
 from homealert_mqtt.noise.silences import Silence
@@ -42,8 +43,10 @@ class SilenceRuntime(StateListener):
         schedules: Sequence[Schedule] = (),
         zone: ZoneInfo | None = None,
         inhibit: InhibitCache | None = None,
+        acks: AckTimeouts | None = None,
     ) -> None:
         self.inhibit = inhibit
+        self.acks = acks
         self.schedules = tuple(schedules)
         self.zone = zone or ZoneInfo("UTC")
         self.store = store
@@ -62,6 +65,8 @@ class SilenceRuntime(StateListener):
         while True:
             await self.open_windows()
             await self.follow_inhibitions()
+            if self.acks is not None:
+                await self.acks.tick()
             timers = await self.store.timers()
             await self.after_timers(timers.started, timers.ended, timers.alerts)
             # Another replica's set or expire: matched from now on, and put on the open

@@ -4,6 +4,7 @@ commands, the gate in front of the escalation engine, and the ingest hook."""
 from __future__ import annotations
 
 from homealert_mqtt.escalation.engine import EscalationEngine
+from homealert_mqtt.noise.acks import AckTimeouts
 from homealert_mqtt.noise.commands import SilenceCommands
 from homealert_mqtt.noise.gate import NoiseGate
 from homealert_mqtt.noise.inhibit import RuleIndex
@@ -27,6 +28,9 @@ def add_noise_control(service: Service, engine: EscalationEngine) -> SilenceRunt
         schedules=alerts.schedules,
         zone=zone(alerts.timezone),
         inhibit=inhibit,
+        acks=AckTimeouts(
+            service.store, service.publisher, alerts.escalation.ack_timeout, service.clock
+        ),
     )
     commands = SilenceCommands(
         runtime, service.store, service.publisher, service.topics, service.clock

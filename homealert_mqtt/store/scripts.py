@@ -50,6 +50,7 @@ SCRIPT_NAMES = (
     "silence_set",
     "noise_mark",
     "inhibit_release",
+    "ack_timeout",
     "silence_end",
 )
 
@@ -73,6 +74,7 @@ class Scripts:
     silence_set: AsyncScript
     noise_mark: AsyncScript
     inhibit_release: AsyncScript
+    ack_timeout: AsyncScript
     silence_end: AsyncScript
 
     @classmethod

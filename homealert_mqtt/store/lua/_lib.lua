@@ -28,6 +28,7 @@ local function next_state(action, state)
     resolve = {rule = 'T4', from = {new = true, active = true, acknowledged = true, escalated = true},
       to = 'resolved'},
     reopen = {rule = 'T5', from = {resolved = true}, to = 'new'},
+    unack = {rule = 'T6', from = {acknowledged = true}, to = 'active'},
   }
   local t = TRANSITIONS[action]
   if t and t.from[state] then

@@ -158,3 +158,21 @@ end
 local function is_quiet(id)
   return #silenced_list(id) > 0 or #id_list(id, 'inhibited_by') > 0
 end
+
+-- An acknowledged alert back to `active` (T6): its acknowledgement went stale, or a
+-- repeat was more urgent. Escalation from level 0 (of its priority now), later levels
+-- timed from now, unless a silence or an inhibition holds it (their end restarts it).
+-- `event` names it in the history. Returns whether it changed.
+local function unacknowledge(id, now, cfg, event)
+  local to = transition(id, 'unack', now, cfg.retention,
+    {'acknowledged_by', '', 'acknowledged_at', '', 'ack_note', ''})
+  if not to then
+    return false
+  end
+  if not is_quiet(id) then
+    restart_escalation(id, now)
+  end
+  local a = redis.call('HMGET', k('alert', id), 'source', 'type', 'priority')
+  history_add(a[1], id, event, a[2], a[3], now, string.format('%d', now), cfg)
+  return true
+end

@@ -174,6 +174,15 @@ local function mark_inhibition(id, inhibitors, source)
   end
 end
 
+-- Noise control: a repeat more urgent than its acknowledged alert re-opens the
+-- acknowledgement (T6: active, escalation from level 0 of the new priority's policy).
+local function raise_acknowledged(id, state, prio, old_prio)
+  if state ~= 'acknowledged' or PRIO_RANK[prio] >= PRIO_RANK[old_prio] then
+    return false
+  end
+  return unacknowledge(id, now, cfg, 'priority_raised')
+end
+
 -- Records the silences (from live_silences) on alert `id`, new or re-opened; its
 -- `silenced_by` field is set by the caller's HSET.
 local function mark_silenced(id, live)
@@ -288,8 +297,12 @@ local function ingest_one(request)
     redis.call('HSET', k('alert', cur), unpack(update))
     keep_until(cur, cur_state, now, cfg.retention)
     history_add(source, cur, 'deduplicated', atype, prio, now, now_s, cfg)
+    local events = {'deduplicated'}
+    if raise_acknowledged(cur, cur_state, prio, old_prio) then
+      events[2] = 'priority_raised'
+    end
     local a = alert_read(cur)
-    return reply('deduplicated', a, group_of(a), {'deduplicated'})
+    return reply('deduplicated', a, group_of(a), events)
   end
 
   if cfg.dedup and cur_state == 'resolved'
