@@ -61,6 +61,7 @@ class Event(StrEnum):
     UNSILENCED = "unsilenced"
     UNACKNOWLEDGED = "unacknowledged"
     PRIORITY_RAISED = "priority_raised"
+    CLEARED = "cleared"
 
 
 # Every state change the service makes, as (rule id, action, from-states, to-state).
@@ -160,6 +161,7 @@ class AlertRecord:
     rev: int = 0  # bumped by every script that returns the alert (see _lib.lua, next_rev)
     silenced_by: tuple[str, ...] = ()  # silences on it (noise/): nobody is paged
     inhibited_by: tuple[str, ...] = ()  # open alerts inhibiting it (noise/inhibit.py)
+    cleared_at: int | None = None  # a latched alert's last `status: resolved` (noise/types.py)
 
     @classmethod
     def from_redis(cls, raw: dict[str, Any]) -> AlertRecord:
@@ -202,6 +204,7 @@ class AlertRecord:
             rev=int(raw.get("rev") or 0),
             silenced_by=_id_list(raw.get("silenced_by")),
             inhibited_by=_id_list(raw.get("inhibited_by")),
+            cleared_at=opt_int("cleared_at"),
         )
 
     def to_public(self) -> dict[str, Any]:
@@ -231,6 +234,7 @@ class AlertRecord:
             "last_notified_at": iso(self.last_notified_at),
             "silenced_by": list(self.silenced_by),
             "inhibited_by": list(self.inhibited_by),
+            "cleared_at": iso(self.cleared_at),
         }
 
 

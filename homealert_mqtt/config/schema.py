@@ -205,6 +205,14 @@ INHIBIT_RULE = vol.Schema(
     }
 )
 
+TYPE_BEHAVIOUR = vol.Schema(
+    {
+        vol.Optional("hold_down"): integer(0, 7 * 24 * 3600),
+        vol.Optional("auto_resolve"): integer(0, 365 * 24 * 3600),
+        vol.Optional("latch"): boolean,
+    }
+)
+
 RATE_LIMIT = vol.Schema(
     {
         vol.Optional("count"): integer(minimum=1),
@@ -242,6 +250,7 @@ ALERTS = vol.Schema(
         },
         vol.Optional("timezone", default=None): timezone,
         vol.Optional("inhibit_rules", default=[]): [INHIBIT_RULE],
+        vol.Optional("types", default={}): {string: TYPE_BEHAVIOUR},
         vol.Optional("silences", default={}): {
             vol.Optional("schedules", default=[]): vol.All([SCHEDULE], _unique_names),
         },

@@ -12,6 +12,7 @@ from homealert_mqtt.models import Priority, State
 from homealert_mqtt.noise.inhibit import InhibitRule
 from homealert_mqtt.noise.matchers import Matcher
 from homealert_mqtt.noise.schedules import Schedule, parse_clock, parse_day
+from homealert_mqtt.noise.types import TypeBehaviour
 from homealert_mqtt.presence.config import PresenceSettings
 
 
@@ -128,6 +129,7 @@ class AlertSettings:
     timezone: str | None = None  # IANA name; None: the system's
     schedules: tuple[Schedule, ...] = ()  # alerts.silences.schedules
     inhibit_rules: tuple[InhibitRule, ...] = ()
+    types: dict[str, TypeBehaviour] = field(default_factory=dict)  # alerts.types
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +238,10 @@ class Settings:
                 ),
                 timezone=alerts["timezone"],
                 schedules=tuple(_schedule(s) for s in alerts["silences"]["schedules"]),
+                types={
+                    name: TypeBehaviour.from_config(raw or {})
+                    for name, raw in alerts["types"].items()
+                },
                 inhibit_rules=tuple(
                     InhibitRule(
                         Matcher.parse(r["source_matchers"]),

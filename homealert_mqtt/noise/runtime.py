@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from homealert_mqtt.clock import Clock
 from homealert_mqtt.models import AlertRecord
 from homealert_mqtt.noise.acks import AckTimeouts
+from homealert_mqtt.noise.auto_resolve import AutoResolve
 from homealert_mqtt.noise.matchers import alert_fields
 from homealert_mqtt.noise.schedules import Schedule
 from homealert_mqtt.noise.silences import Silence
@@ -44,7 +45,10 @@ class SilenceRuntime(StateListener):
         zone: ZoneInfo | None = None,
         inhibit: InhibitCache | None = None,
         acks: AckTimeouts | None = None,
+        auto_resolve: AutoResolve | None = None,
     ) -> None:
+        self.auto_resolve = auto_resolve
+        self._auto_next: int | None = 0  # when auto_resolve.lua has work next (0: ask)
         self.inhibit = inhibit
         self.acks = acks
         self.schedules = tuple(schedules)
@@ -67,6 +71,7 @@ class SilenceRuntime(StateListener):
             await self.follow_inhibitions()
             if self.acks is not None:
                 await self.acks.tick()
+            await self._resolve_idle()
             timers = await self.store.timers()
             await self.after_timers(timers.started, timers.ended, timers.alerts)
             # Another replica's set or expire: matched from now on, and put on the open
@@ -131,6 +136,17 @@ class SilenceRuntime(StateListener):
             if source not in alert.inhibited_by
         ]
         await self.announce(await self.store.mark(marks))
+
+    async def _resolve_idle(self) -> None:
+        # Asked each pass while deadlines are near; ingest may add an earlier one at any
+        # time, so at least once a second.
+        if self.auto_resolve is None:
+            return
+        now = self.clock()
+        if self._auto_next is not None and self._auto_next > now:
+            return
+        upcoming = await self.auto_resolve.tick()
+        self._auto_next = min(upcoming or now + 1000, now + 1000)
 
     def reconcile_soon(self, silence_id: str) -> None:
         """Mark the open alerts `silence_id` matches on the loop's next pass (the gate

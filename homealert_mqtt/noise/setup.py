@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from homealert_mqtt.escalation.engine import EscalationEngine
 from homealert_mqtt.noise.acks import AckTimeouts
+from homealert_mqtt.noise.auto_resolve import AutoResolve
 from homealert_mqtt.noise.commands import SilenceCommands
 from homealert_mqtt.noise.gate import NoiseGate
 from homealert_mqtt.noise.inhibit import RuleIndex
@@ -31,6 +32,9 @@ def add_noise_control(service: Service, engine: EscalationEngine) -> SilenceRunt
         acks=AckTimeouts(
             service.store, service.publisher, alerts.escalation.ack_timeout, service.clock
         ),
+        auto_resolve=AutoResolve(service.store, service.publisher, service.clock)
+        if any(t.auto_resolve for t in alerts.types.values())
+        else None,
     )
     commands = SilenceCommands(
         runtime, service.store, service.publisher, service.topics, service.clock

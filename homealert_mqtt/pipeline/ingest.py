@@ -26,6 +26,7 @@ from homealert_mqtt.escalation.plan import Start
 from homealert_mqtt.models import AlertRecord, IncomingAlert, Priority
 from homealert_mqtt.mqtt.link import Inbound
 from homealert_mqtt.noise.gate import NOT_QUIET, Quiet
+from homealert_mqtt.noise.types import behaviour_of
 from homealert_mqtt.pipeline.commands import CommandHandler
 from homealert_mqtt.pipeline.fingerprint import group_identity, identify, partial_match
 from homealert_mqtt.pipeline.prioritise import prioritise
@@ -78,6 +79,7 @@ def store_request(
     group = group_identity(alert, grouping.attributes) if grouping.enabled else None
     priority = prioritise(alert, settings.priorities, settings.default_priority)
     start = start_plan.get(priority)
+    behaviour = behaviour_of(settings.types, alert.type)
     quiet = NOT_QUIET
     if silences_for is not None and alert.status == "firing":
         quiet = silences_for(
@@ -109,12 +111,16 @@ def store_request(
         mid=mid,
         dup=dup,
         digest=digest,
-        quiet_start=start is not None and start.quiet,
+        # Held down: `new` until level 0 is due, as its state says (not a quiet start).
+        quiet_start=start is not None and start.quiet and not behaviour.hold_down,
         next_delay_ms=start.next_delay_ms if start is not None else None,
         partial=partial_match(alert, settings.dedup.attributes),
         silences=quiet.silences,
         inhibitors=quiet.inhibitors,
         inhibit_source=quiet.source,
+        hold_down_ms=behaviour.hold_down * 1000,
+        auto_resolve_ms=behaviour.auto_resolve * 1000,
+        latch=behaviour.latch,
     )
 
 

@@ -81,6 +81,9 @@ class IngestRequest:
     silences: tuple[str, ...] = ()  # silences the service found on (noise/)
     inhibitors: tuple[str, ...] = ()  # open alerts the service found inhibiting it
     inhibit_source: bool = False  # it matches an inhibit rule's source matchers
+    hold_down_ms: int = 0  # alerts.types: level 0 this long after opening (noise/types.py)
+    auto_resolve_ms: int = 0  # resolves itself when not repeated for this long; 0: never
+    latch: bool = False  # a device's resolve only clears it
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +186,9 @@ def _ingest_arg(req: IngestRequest) -> str:
             req.silences,
             req.inhibitors,
             req.inhibit_source,
+            req.hold_down_ms,
+            req.auto_resolve_ms,
+            req.latch,
         )
     )
 

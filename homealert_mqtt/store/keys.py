@@ -210,3 +210,7 @@ class Keys:
     @property
     def inhibit_version(self) -> str:
         return self._k("inh_ver")  # counter: bumped when a source is recorded or released
+
+    @property
+    def auto_resolve(self) -> str:
+        return self._k("autores")  # zset: alert ids by when they resolve themselves

@@ -51,6 +51,7 @@ SCRIPT_NAMES = (
     "noise_mark",
     "inhibit_release",
     "ack_timeout",
+    "auto_resolve",
     "silence_end",
 )
 
@@ -75,6 +76,7 @@ class Scripts:
     noise_mark: AsyncScript
     inhibit_release: AsyncScript
     ack_timeout: AsyncScript
+    auto_resolve: AsyncScript
     silence_end: AsyncScript
 
     @classmethod

@@ -26,9 +26,13 @@
 --   [22] ids of the open alerts the service found inhibiting it (a JSON list, often
 --        empty): those still open sources inhibit it (as silences do)
 --   [23] source (bool): the alert matches an inhibit rule's source matchers
+--   [24] hold-down (ms): level 0 is due this long after opening (0: at once)
+--   [25] auto-resolve (ms): resolves itself when not repeated for this long (0: never)
+--   [26] latch (bool): `status: resolved` only clears it (cleared_at, event `cleared`)
 --
 -- Returns a JSON array with, per alert in order, an object {outcome, alert, group, events}:
---   outcome: created | deduplicated | reopened | resolved | redelivered | no_open_alert |
+--   outcome: created | deduplicated | reopened | resolved | cleared | redelivered |
+--            no_open_alert |
 --            failed (an error that is not Redis refusing writes for now; `reason` says it)
 --   alert: the alert's fields as a flat list {name, value, ...} (see alert_read in
 --          _lib.lua), or false
@@ -183,6 +187,22 @@ local function raise_acknowledged(id, state, prio, old_prio)
   return unacknowledge(id, now, cfg, 'priority_raised')
 end
 
+-- alerts.types: an open alert not repeated for `ms` resolves itself (auto_resolve.lua);
+-- every repeat pushes the deadline back.
+local function arm_auto_resolve(id, ms)
+  if ms > 0 then
+    redis.call('ZADD', k('autores'), string.format('%d', now + ms), id)
+  end
+end
+
+-- alerts.types latch: a device's resolve of alert `id` only records when it cleared.
+local function clear_latched(id, source, atype, cur_fields)
+  redis.call('HSET', k('alert', id), 'cleared_at', now_s, 'updated_at', now_s, 'last_seen',
+    now_s)
+  history_add(source, id, 'cleared', atype, cur_fields[2], now, now_s, cfg)
+  return alert_snapshot(id)
+end
+
 -- Records the silences (from live_silences) on alert `id`, new or re-opened; its
 -- `silenced_by` field is set by the caller's HSET.
 local function mark_silenced(id, live)
@@ -200,7 +220,8 @@ end
 local function ingest_one(request)
   local fp, base_id, status, source, atype, severity, prio, message, attributes, ts,
     gkh, gtext, base_gid, client, mid, dup, digest, quiet, next_delay, partial, sils, inhs,
-    inh_source = unpack(request)
+    inh_source, hold, auto_ms, latch = unpack(request)
+  hold, auto_ms = tonumber(hold) or 0, tonumber(auto_ms) or 0
   if next_delay == cjson.null then next_delay = nil end
   local silenced, inhibited = nil, nil
 
@@ -218,6 +239,9 @@ local function ingest_one(request)
       return nil, '' -- quiet: the silence's end (the source's resolve) starts it
     end
     local level, due = '0', now_s
+    if hold > 0 then
+      due = string.format('%d', now + hold) -- held down: nobody is paged before
+    end
     if quiet then
       if not next_delay then
         return nil, ''
@@ -260,6 +284,10 @@ local function ingest_one(request)
   end
 
   if status == 'resolved' then
+    if latch and cur_state and OPEN[cur_state] then
+      local a = clear_latched(cur, source, atype, cur_fields)
+      return reply('cleared', a, group_of(a), {'cleared'})
+    end
     if cur_state and OPEN[cur_state] then
       transition(cur, 'resolve', now, cfg.retention,
         {'resolved_at', now, 'resolved_by', source, 'last_seen', now})
@@ -297,6 +325,7 @@ local function ingest_one(request)
     redis.call('HSET', k('alert', cur), unpack(update))
     keep_until(cur, cur_state, now, cfg.retention)
     history_add(source, cur, 'deduplicated', atype, prio, now, now_s, cfg)
+    arm_auto_resolve(cur, auto_ms)
     local events = {'deduplicated'}
     if raise_acknowledged(cur, cur_state, prio, old_prio) then
       events[2] = 'priority_raised'
@@ -322,6 +351,7 @@ local function ingest_one(request)
     redis.call('HSET', k('alert', cur), unpack(update))
     mark_silenced(cur, silenced)
     mark_inhibition(cur, inhibited, inh_source)
+    arm_auto_resolve(cur, auto_ms)
     reindex(cur, 'resolved', prio, cur_fields[2], cur_fields[4])
     transition(cur, 'reopen', now, cfg.retention, {})
     if quiet then
@@ -421,6 +451,7 @@ local function ingest_one(request)
   if inhibited or inh_source then
     mark_inhibition(id, inhibited, inh_source)
   end
+  arm_auto_resolve(id, auto_ms)
   redis.call('HSET', k('alert', id), unpack(alert))
   -- reindex() for a new id: in no index yet, so nothing to take out of acked or escalated.
   redis.call('ZADD', k('open'), now_s, id)
