@@ -1,5 +1,5 @@
 """The `homealert-mqtt` command: run, check-config, alerts, ack, resolve, history, silence,
-health."""
+test-alert, health."""
 
 from __future__ import annotations
 
@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--source", help="only this source")
     history.add_argument("--limit", type=int, default=50, help="how many (default 50)")
     _add_silence(add)
+    test = add(
+        "test-alert",
+        "Show what the service would do with an alert (id, priority, group, each level's "
+        "time, recipients and text, what would hold it back); pages nobody.",
+    )
+    test.add_argument("alert", help="the alert as JSON, as a device would publish it")
+    test.add_argument("--at", metavar="ISO", help="as if it came at this time (default: now)")
+    test.add_argument("--json", action="store_true", help="print one JSON document")
     health = add("health", "Exit 0 when the service is connected to MQTT and Redis, else 1.")
     health.add_argument("--max-age", type=int, default=30, help="heartbeat age limit (s)")
     for cmd in (alerts, show, history, health, *acting):
@@ -191,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "show": cli_commands.show_alert,
         "health": cli_commands.health,
         "silence": cli_commands.silence,
+        "test-alert": cli_commands.test_alert,
     }
     try:
         return asyncio.run(handlers[args.command](args, settings))

@@ -290,6 +290,12 @@ async def publish_once(settings: Settings, topic: str, payload: bytes) -> bool:
     return True
 
 
+async def test_alert(args: argparse.Namespace, settings: Settings) -> int:
+    from homealert_mqtt.noise import cli as silence_cli  # noqa: PLC0415
+
+    return await silence_cli.test_alert(args, settings)
+
+
 async def silence(args: argparse.Namespace, settings: Settings) -> int:
     from homealert_mqtt.noise import cli as silence_cli  # noqa: PLC0415
 

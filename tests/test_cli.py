@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "history": ["--source", "--limit"],
     "health": ["--max-age"],
     "silence": ["add", "list", "expire"],
+    "test-alert": ["--at", "--json", "alert"],
 }
 
 

@@ -4,18 +4,24 @@ stores them, and answers bad ones on `<base>/error`), the list is read from Redi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import uuid
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from homealert_mqtt.clock import wall_ms
 from homealert_mqtt.config import Settings
 from homealert_mqtt.noise.matchers import BadMatcher, Matcher
-from homealert_mqtt.noise.silences import MAX_SECONDS
+from homealert_mqtt.noise.routing_check import World, check, describe
+from homealert_mqtt.noise.silences import MAX_SECONDS, BadSilence, parse_time
 from homealert_mqtt.noise.store import SilenceStore
+from homealert_mqtt.store.alert_store import AlertStore
 from homealert_mqtt.topics import Topics
 
+REDIS_WAIT_S = 3
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
 
 
@@ -103,3 +109,52 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
         if s["comment"] or s["created_by"]:
             print(f"{'':<24} by {s['created_by'] or '?'}: {s['comment'] or ''}")
     return 0
+
+
+async def test_alert(args: argparse.Namespace, settings: Settings) -> int:
+    """`homealert-mqtt test-alert`: the routing check (noise/routing_check.py)."""
+    from homealert_mqtt.cli_commands import _store  # noqa: PLC0415
+    from homealert_mqtt.escalation.setup import shipped_templates  # noqa: PLC0415
+    from homealert_mqtt.notify.templates import TemplateRenderer, TemplatesConfig  # noqa: PLC0415
+    from homealert_mqtt.pipeline.validate import Rejected  # noqa: PLC0415
+
+    try:
+        at = parse_time(args.at, "--at") if args.at else wall_ms()
+    except BadSilence as err:
+        print(f"test-alert: {err}")
+        return 1
+    templates = settings.templates
+    renderer = TemplateRenderer(
+        TemplatesConfig(
+            base_dir=templates.base_dir or shipped_templates(),
+            default_template=templates.default_template,
+            custom_templates=templates.custom_templates,
+            base_topic=settings.mqtt.base_topic,
+        )
+    )
+    alerts = _store(settings)
+    try:
+        world = await _world(alerts)
+    finally:
+        await alerts.redis.aclose()
+    try:
+        report = check(settings, args.alert.encode(), at, world, renderer)
+    except Rejected as err:
+        print(f"test-alert: not an alert the service would take: {err}")
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(describe(report))
+    return 0
+
+
+async def _world(alerts: AlertStore) -> World:
+    """Silences and open alerts from Redis; a World that says why not when it is away."""
+    try:
+        async with asyncio.timeout(REDIS_WAIT_S):
+            silences = await SilenceStore(alerts, wall_ms).load()
+            open_alerts = await alerts.get_alerts(await alerts.open_ids())
+    except (RedisError, OSError, TimeoutError) as err:
+        return World(reachable=False, note=f"{type(err).__name__}: {err}"[:200])
+    return World(reachable=True, silences=silences, open_alerts=open_alerts)
