@@ -257,7 +257,19 @@ ALERTS = vol.Schema(
     }
 )
 
-RECIPIENTS = vol.Schema({vol.Required("groups"): {string: vol.Any(None, {string: string_list})}})
+QUIET_HOURS = vol.All(
+    vol.Schema(
+        {
+            vol.Required("start"): _with(schedules.parse_clock),
+            vol.Required("end"): _with(schedules.parse_clock),
+            vol.Optional("except", default=[]): [priority],
+        }
+    ),
+    _window,
+)
+# Per group: addresses per channel, and its quiet hours (noise/quiet_hours.py).
+RECIPIENT_GROUP = vol.Schema({vol.Optional("quiet_hours"): QUIET_HOURS, string: string_list})
+RECIPIENTS = vol.Schema({vol.Required("groups"): {string: vol.Any(None, RECIPIENT_GROUP)}})
 
 TEMPLATES = vol.Schema(
     {

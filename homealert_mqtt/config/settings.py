@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 from homealert_mqtt.models import Priority, State
 from homealert_mqtt.noise.inhibit import InhibitRule
 from homealert_mqtt.noise.matchers import Matcher
-from homealert_mqtt.noise.schedules import Schedule, parse_clock, parse_day
+from homealert_mqtt.noise.schedules import QuietHours, Schedule, parse_clock, parse_day
 from homealert_mqtt.noise.types import TypeBehaviour
 from homealert_mqtt.presence.config import PresenceSettings
 
@@ -187,6 +187,7 @@ class Settings:
     config_dir: Path | None
     zeroconf: ZeroconfSettings = ZeroconfSettings()
     presence: PresenceSettings = field(default_factory=PresenceSettings)
+    quiet_hours: dict[str, QuietHours] = field(default_factory=dict)  # by recipient group
 
     @classmethod
     def from_validated(cls, cfg: dict[str, Any], config_dir: Path | None) -> Settings:
@@ -253,8 +254,21 @@ class Settings:
             ),
             channels=cfg["channels"],
             recipients={
-                name: {channel: tuple(addrs) for channel, addrs in (group or {}).items()}
+                name: {
+                    channel: tuple(addrs)
+                    for channel, addrs in (group or {}).items()
+                    if channel != "quiet_hours"
+                }
                 for name, group in (cfg["recipients"]["groups"] or {}).items()
+            },
+            quiet_hours={
+                name: QuietHours(
+                    parse_clock(group["quiet_hours"]["start"]),
+                    parse_clock(group["quiet_hours"]["end"]),
+                    frozenset(group["quiet_hours"]["except"]),
+                )
+                for name, group in (cfg["recipients"]["groups"] or {}).items()
+                if group and "quiet_hours" in group
             },
             templates=_templates(cfg["templates"], config_dir),
             mqtt=_mqtt(cfg["mqtt"]),

@@ -242,11 +242,15 @@ class EscalationEngine:
 
     async def _deliver_target(self, batch: _Batch, target: Target) -> _Result | None:
         flush = batch.flush
+        steps = flush.steps
+        if self.gate is not None:  # quiet hours: the rest is held for a digest
+            steps = await self._redis(partial(self.gate.hold_for_quiet_hours, target, flush))
+            if not steps:
+                return None
         keys = [
-            self.store.delivery_key(member, target.channel, target.recipient)
-            for member, _ in flush.steps
+            self.store.delivery_key(member, target.channel, target.recipient) for member, _ in steps
         ]
-        ids = [alert.id for _, alert in flush.steps]
+        ids = [alert.id for _, alert in steps]
 
         async def defer(chosen: Sequence[str]) -> None:
             limit = self.delivery.rate_limits[target.channel]

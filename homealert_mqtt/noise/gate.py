@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from homealert_mqtt.clock import Clock
+from homealert_mqtt.escalation.plan import Target
 from homealert_mqtt.models import AlertRecord
 from homealert_mqtt.noise.matchers import alert_fields
+from homealert_mqtt.noise.quiet_hours import QuietPlan
 from homealert_mqtt.noise.store import InhibitCache, Mark, Marked, SilenceCache, SilenceStore
-from homealert_mqtt.store.escalation_store import Flush
+from homealert_mqtt.store.escalation_store import Flush, TimerMember
 
 Announce = Callable[[Sequence[Marked]], Awaitable[None]]
 
@@ -45,7 +47,10 @@ class NoiseGate:
         store: SilenceStore,
         announce: Announce,
         clock: Clock,
+        *,
+        quiet_hours: QuietPlan | None = None,
     ) -> None:
+        self.quiet_hours = quiet_hours
         self.cache = cache
         self.inhibit = inhibit
         self.store = store
@@ -104,6 +109,27 @@ class NoiseGate:
             if steps:
                 kept.append(dataclasses.replace(flush, steps=steps))
         return kept
+
+    async def hold_for_quiet_hours(
+        self, target: Target, flush: Flush
+    ) -> tuple[tuple[TimerMember, AlertRecord], ...]:
+        """The batch's steps `target` gets now; the others are held for its quiet hours
+        (a digest when they end)."""
+        plan = self.quiet_hours
+        if not plan:
+            return flush.steps
+        now = self.clock()
+        held: dict[int, list[TimerMember]] = {}
+        kept = []
+        for member, alert in flush.steps:
+            until = plan.held_until(target, alert, flush.level, now)
+            if until is None:
+                kept.append((member, alert))
+            else:
+                held.setdefault(until, []).append(member)
+        for until, members in held.items():
+            await self.store.hold_until(target.channel, target.recipient, members, until)
+        return tuple(kept)
 
     async def pageable(self, alerts: Mapping[str, AlertRecord]) -> dict[str, AlertRecord]:
         """Of alerts held back by a rate limit, those nothing keeps quiet now."""

@@ -17,6 +17,7 @@ from homealert_mqtt.escalation.plan import targets
 from homealert_mqtt.models import AlertRecord, IncomingAlert, Priority, State, iso
 from homealert_mqtt.noise.inhibit import Inhibitions, RuleIndex
 from homealert_mqtt.noise.matchers import alert_fields
+from homealert_mqtt.noise.quiet_hours import QuietPlan
 from homealert_mqtt.noise.schedules import zone
 from homealert_mqtt.noise.silences import Silence, SilenceIndex
 from homealert_mqtt.noise.types import behaviour_of
@@ -126,6 +127,9 @@ def _levels(
     escalation = settings.alerts.escalation
     policy = escalation.policy_for(record.priority)
     enabled = {name for name, cfg in settings.channels.items() if cfg.get("enabled", True)}
+    quiet = QuietPlan(
+        escalation, settings.recipients, settings.quiet_hours, zone(settings.alerts.timezone)
+    )
     out = []
     for index, level in enumerate(policy.levels):
         due = at + max(level.delay, hold_down if index == 0 else 0) * 1000
@@ -135,6 +139,7 @@ def _levels(
                 "channel": t.channel,
                 "recipient": t.recipient,
                 "enabled": t.channel in enabled,
+                "quiet_hours_until": iso(quiet.held_until(t, record, index, due)),
                 "text": _text(message, t.channel),
             }
             for t in targets(escalation, settings.recipients, [record], index)
@@ -179,6 +184,8 @@ def describe(report: Mapping[str, Any]) -> str:
             lines.append("  nobody (no channel of this level reaches an address)")
         for send in level["sends"]:
             off = "" if send["enabled"] else " [channel disabled: skipped]"
+            if send["quiet_hours_until"]:
+                off += f" [quiet hours: held for a digest at {send['quiet_hours_until']}]"
             lines.append(f"  {send['channel']} -> {send['recipient']}{off}")
             lines += [f"    | {line}" for line in send["text"].splitlines()[:12]]
     return "\n".join(lines)

@@ -58,6 +58,24 @@ class Schedule:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """A recipient group's quiet hours (noise/quiet_hours.py), every day, in the zone."""
+
+    start: time
+    end: time
+    except_: frozenset[str] = frozenset()  # priorities that break through ("P1")
+
+    def until(self, now: int, zone: ZoneInfo) -> int | None:
+        """The end (ms) of the quiet hours on at `now`, or None."""
+        window = Schedule("quiet", _ANY, _EVERY_DAY, self.start, self.end).window_at(now, zone)
+        return window[1] if window else None
+
+
+_ANY = Matcher((("id", "*"),))
+_EVERY_DAY = frozenset(range(7))
+
+
 def parse_clock(value: Any) -> time:
     if not isinstance(value, str) or not (match := _CLOCK.match(value)):
         raise ValueError(f"expected a time HH:MM from 00:00 to 23:59, got {value!r}")

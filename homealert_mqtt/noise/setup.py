@@ -9,6 +9,7 @@ from homealert_mqtt.noise.auto_resolve import AutoResolve
 from homealert_mqtt.noise.commands import SilenceCommands
 from homealert_mqtt.noise.gate import NoiseGate
 from homealert_mqtt.noise.inhibit import RuleIndex
+from homealert_mqtt.noise.quiet_hours import QuietPlan
 from homealert_mqtt.noise.runtime import SilenceRuntime
 from homealert_mqtt.noise.schedules import zone
 from homealert_mqtt.noise.store import InhibitCache, SilenceCache, SilenceStore
@@ -47,6 +48,12 @@ def add_noise_control(service: Service, engine: EscalationEngine) -> SilenceRunt
     # Home Assistant listener's resync starts the clean-up of stale ones.
     service.publisher.listeners.insert(0, runtime)
     service.add_task(runtime.run)
-    engine.gate = NoiseGate(cache, inhibit, store, runtime.announce, service.clock)
+    settings = service.settings
+    quiet = QuietPlan(
+        alerts.escalation, settings.recipients, settings.quiet_hours, zone(alerts.timezone)
+    )
+    engine.gate = NoiseGate(
+        cache, inhibit, store, runtime.announce, service.clock, quiet_hours=quiet
+    )
     service.ingest.silences_for = engine.gate.quiet_for
     return runtime

@@ -14,6 +14,7 @@ from homealert_mqtt.noise.inhibit import Inhibitions, RuleIndex
 from homealert_mqtt.noise.matchers import alert_fields
 from homealert_mqtt.noise.silences import Silence, SilenceIndex
 from homealert_mqtt.store.alert_store import AlertStore, alert_from_json
+from homealert_mqtt.store.escalation_store import TimerMember, recipient_hash
 from homealert_mqtt.store.scripts import as_str
 
 END_LIMIT = 200  # silence starts and ends claimed per call
@@ -130,6 +131,20 @@ class SilenceStore:
 
     async def members(self, silence_id: str) -> set[str]:
         return {as_str(m) for m in await self.redis.smembers(self.keys.silence_members(silence_id))}
+
+    async def hold_until(
+        self, channel: str, recipient: str, members: Sequence[TimerMember], until: int
+    ) -> None:
+        """Quiet hours: hold alerts back for (channel, recipient) in the escalation
+        engine's held-back set (the rate limit's), its digest due at `until` or later
+        (GT: a window of the rate limit that reopens sooner must not end the night)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.sadd(
+            self.keys.deferred(channel, recipient_hash(recipient)),
+            *(f"{m.alert_id}|{m.epoch}" for m in members),
+        )
+        pipe.zadd(self.keys.deferred_queue, {f"{channel}\x1f{recipient}": until}, gt=True)
+        await pipe.execute()
 
     async def window_skipped(self, silence_id: str, ends_at: int) -> bool:
         """Whether the schedule's window ending at `ends_at` was expired early: it stays
