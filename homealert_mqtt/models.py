@@ -162,6 +162,7 @@ class AlertRecord:
     silenced_by: tuple[str, ...] = ()  # silences on it (noise/): nobody is paged
     inhibited_by: tuple[str, ...] = ()  # open alerts inhibiting it (noise/inhibit.py)
     cleared_at: int | None = None  # a latched alert's last `status: resolved` (noise/types.py)
+    flapping: bool = False  # re-opened too often lately: pages nobody (noise/flapping.py)
 
     @classmethod
     def from_redis(cls, raw: dict[str, Any]) -> AlertRecord:
@@ -205,6 +206,7 @@ class AlertRecord:
             silenced_by=_id_list(raw.get("silenced_by")),
             inhibited_by=_id_list(raw.get("inhibited_by")),
             cleared_at=opt_int("cleared_at"),
+            flapping=raw.get("flapping") == "1",
         )
 
     def to_public(self) -> dict[str, Any]:
@@ -235,6 +237,7 @@ class AlertRecord:
             "silenced_by": list(self.silenced_by),
             "inhibited_by": list(self.inhibited_by),
             "cleared_at": iso(self.cleared_at),
+            "flapping": self.flapping,
         }
 
 

@@ -67,7 +67,7 @@ def test_alert_state() -> None:
         '"escalation_level":1,"next_escalation_at":null,"acknowledged_by":"anna",'
         '"acknowledged_at":"2026-01-02T03:05:10.500Z","ack_note":"on it",'
         '"resolved_at":null,"resolved_by":null,"updated_at":"2026-01-02T03:05:10.500Z",'
-        '"last_notified_at":"2026-01-02T03:04:06.000Z","silenced_by":[],"inhibited_by":[],"cleared_at":null}'
+        '"last_notified_at":"2026-01-02T03:04:06.000Z","silenced_by":[],"inhibited_by":[],"cleared_at":null,"flapping":false}'
     )
 
 

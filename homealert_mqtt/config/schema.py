@@ -210,6 +210,10 @@ TYPE_BEHAVIOUR = vol.Schema(
         vol.Optional("hold_down"): integer(0, 7 * 24 * 3600),
         vol.Optional("auto_resolve"): integer(0, 365 * 24 * 3600),
         vol.Optional("latch"): boolean,
+        vol.Optional("flapping"): {
+            vol.Required("reopens"): integer(2, 1000),
+            vol.Required("window"): integer(1, 7 * 24 * 3600),
+        },
     }
 )
 

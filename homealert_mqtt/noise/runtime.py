@@ -20,6 +20,7 @@ from homealert_mqtt.clock import Clock
 from homealert_mqtt.models import AlertRecord
 from homealert_mqtt.noise.acks import AckTimeouts
 from homealert_mqtt.noise.auto_resolve import AutoResolve
+from homealert_mqtt.noise.flapping import FlapSettle
 from homealert_mqtt.noise.matchers import alert_fields
 from homealert_mqtt.noise.schedules import Schedule
 from homealert_mqtt.noise.silences import Silence
@@ -46,9 +47,12 @@ class SilenceRuntime(StateListener):
         inhibit: InhibitCache | None = None,
         acks: AckTimeouts | None = None,
         auto_resolve: AutoResolve | None = None,
+        flaps: FlapSettle | None = None,
     ) -> None:
         self.auto_resolve = auto_resolve
+        self.flaps = flaps
         self._auto_next: int | None = 0  # when auto_resolve.lua has work next (0: ask)
+        self._flap_next: int | None = 0
         self.inhibit = inhibit
         self.acks = acks
         self.schedules = tuple(schedules)
@@ -72,6 +76,7 @@ class SilenceRuntime(StateListener):
             if self.acks is not None:
                 await self.acks.tick()
             await self._resolve_idle()
+            await self._settle_flaps()
             timers = await self.store.timers()
             await self.after_timers(timers.started, timers.ended, timers.alerts)
             # Another replica's set or expire: matched from now on, and put on the open
@@ -147,6 +152,16 @@ class SilenceRuntime(StateListener):
             return
         upcoming = await self.auto_resolve.tick()
         self._auto_next = min(upcoming or now + 1000, now + 1000)
+
+    async def _settle_flaps(self) -> None:
+        # As _resolve_idle: each pass while one is near, at least once a second.
+        if self.flaps is None:
+            return
+        now = self.clock()
+        if self._flap_next is not None and self._flap_next > now:
+            return
+        upcoming = await self.flaps.tick()
+        self._flap_next = min(upcoming or now + 1000, now + 1000)
 
     def reconcile_soon(self, silence_id: str) -> None:
         """Mark the open alerts `silence_id` matches on the loop's next pass (the gate

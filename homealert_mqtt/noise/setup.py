@@ -7,6 +7,7 @@ from homealert_mqtt.escalation.engine import EscalationEngine
 from homealert_mqtt.noise.acks import AckTimeouts
 from homealert_mqtt.noise.auto_resolve import AutoResolve
 from homealert_mqtt.noise.commands import SilenceCommands
+from homealert_mqtt.noise.flapping import FlapSettle
 from homealert_mqtt.noise.gate import NoiseGate
 from homealert_mqtt.noise.inhibit import RuleIndex
 from homealert_mqtt.noise.quiet_hours import QuietPlan
@@ -35,6 +36,9 @@ def add_noise_control(service: Service, engine: EscalationEngine) -> SilenceRunt
         ),
         auto_resolve=AutoResolve(service.store, service.publisher, service.clock)
         if any(t.auto_resolve for t in alerts.types.values())
+        else None,
+        flaps=FlapSettle(service.store, service.publisher, service.clock)
+        if any(t.flap_reopens for t in alerts.types.values())
         else None,
     )
     commands = SilenceCommands(

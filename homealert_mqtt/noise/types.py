@@ -6,6 +6,7 @@
   (`resolved_by: "auto"`): a Redis timer pushed back by every repeat (auto_resolve.lua).
 - `latch`: a device's `status: resolved` does not resolve the alert; it records
   `cleared_at` (event `cleared`) and the alert stays open until a person resolves it.
+- `flapping: {reopens, window}`: see noise/flapping.py.
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ class TypeBehaviour:
     hold_down: int = 0  # seconds
     auto_resolve: int = 0  # seconds; 0: never
     latch: bool = False
+    flap_reopens: int = 0  # re-openings within flap_window that make it flap; 0: never
+    flap_window: int = 0  # seconds
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> TypeBehaviour:
+        flapping = raw.get("flapping") or {}
         return cls(
             hold_down=raw.get("hold_down", 0),
             auto_resolve=raw.get("auto_resolve", 0),
             latch=raw.get("latch", False),
+            flap_reopens=flapping.get("reopens", 0),
+            flap_window=flapping.get("window", 0),
         )
 
 

@@ -121,6 +121,8 @@ def store_request(
         hold_down_ms=behaviour.hold_down * 1000,
         auto_resolve_ms=behaviour.auto_resolve * 1000,
         latch=behaviour.latch,
+        flap_reopens=behaviour.flap_reopens,
+        flap_window_ms=behaviour.flap_window * 1000,
     )
 
 

@@ -84,6 +84,8 @@ class IngestRequest:
     hold_down_ms: int = 0  # alerts.types: level 0 this long after opening (noise/types.py)
     auto_resolve_ms: int = 0  # resolves itself when not repeated for this long; 0: never
     latch: bool = False  # a device's resolve only clears it
+    flap_reopens: int = 0  # re-openings within flap_window_ms that make it flap; 0: never
+    flap_window_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +191,8 @@ def _ingest_arg(req: IngestRequest) -> str:
             req.hold_down_ms,
             req.auto_resolve_ms,
             req.latch,
+            req.flap_reopens,
+            req.flap_window_ms,
         )
     )
 

@@ -214,3 +214,10 @@ class Keys:
     @property
     def auto_resolve(self) -> str:
         return self._k("autores")  # zset: alert ids by when they resolve themselves
+
+    def flaps(self, alert_id: str) -> str:
+        return self._k("flaps", alert_id)  # zset with TTL: an alert's recent re-openings
+
+    @property
+    def flap_queue(self) -> str:
+        return self._k("flapq")  # zset: flapping alert ids by when their flap ends

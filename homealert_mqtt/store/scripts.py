@@ -52,6 +52,7 @@ SCRIPT_NAMES = (
     "inhibit_release",
     "ack_timeout",
     "auto_resolve",
+    "flap_settle",
     "silence_end",
 )
 
@@ -77,6 +78,7 @@ class Scripts:
     inhibit_release: AsyncScript
     ack_timeout: AsyncScript
     auto_resolve: AsyncScript
+    flap_settle: AsyncScript
     silence_end: AsyncScript
 
     @classmethod

@@ -107,3 +107,50 @@ def test_a_bad_type_setting_is_named_by_its_key_path(
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={})
     assert any(p.startswith(problem) for p in err.value.problems), err.value.problems
+
+
+async def test_a_flapping_alert_pages_once_it_has_stayed_put_for_a_window(
+    escalation_settings, start_service, probe: Probe, clock: FakeClock
+) -> None:
+    types = {"door_open": {"flapping": {"reopens": 2, "window": 600}}}
+    settings, smtp, http = escalation_settings(sms_policy(types=types))
+    await start_service(settings, clock=clock)
+
+    def pages() -> list[str]:
+        return [s.text for s in sends(smtp, http) if not s.text.startswith("RESOLVED")]
+
+    async def flip(status: str, count: int) -> dict[str, Any]:
+        clock.advance(1)
+        await probe.alert(**DOOR, status=status)
+        want = "resolved" if status == "resolved" else "open"
+        return await probe.state(
+            alert_id,
+            lambda s: s["count"] == count and (s["state"] == "resolved") == (want == "resolved"),
+        )
+
+    await probe.alert(**DOOR)
+    alert_id = await created(probe, 1)
+    await wait_sends(smtp, http, 1)
+    await flip("resolved", 1)
+    state = await flip("firing", 2)  # re-opened once: pages as before
+    assert state["flapping"] is False
+    clock.advance(60)  # (a re-opened alert's level 0 waits out the digest interval)
+    await wait_sends(smtp, http, len(sends(smtp, http)) + 1)
+    paged = len(pages())
+    assert paged == 2
+    await flip("resolved", 2)
+    state = await flip("firing", 3)  # twice within the window: flapping
+    assert state["flapping"] is True
+    assert state["next_escalation_at"] is None
+    await flip("resolved", 3)
+    await flip("firing", 4)  # still flapping; from here it stays put
+    sent = len(sends(smtp, http))
+    clock.advance(599)
+    await settle()
+    assert len(sends(smtp, http)) == sent  # nobody heard of it, resolves included
+    assert len(pages()) == paged
+    clock.advance(1)
+    state = await probe.state(alert_id, lambda s: s["flapping"] is False)
+    await wait_sends(smtp, http, sent + 1)
+    assert len(pages()) == paged + 1  # once, with its current state
+    assert state["state"] in ("new", "active")

@@ -45,9 +45,9 @@ end
 -- A new epoch: the delivery keys of the pages before it must not hold back the new ones,
 -- and timers and batches of the old epoch are dropped as stale. Returns whether it did.
 local function restart_escalation(id, now)
-  local a = redis.call('HMGET', k('alert', id), 'state', 'epoch', 'group_id')
-  if not PAGEABLE[a[1]] then
-    return false
+  local a = redis.call('HMGET', k('alert', id), 'state', 'epoch', 'group_id', 'flapping')
+  if not PAGEABLE[a[1]] or a[4] == '1' then
+    return false -- flapping: flap_settle.lua pages it once it has stayed put
   end
   if not a[3] or a[3] == '' then
     -- Alone in its batches: its level-0 page of before must not delay this one by a

@@ -29,6 +29,7 @@
 --   [24] hold-down (ms): level 0 is due this long after opening (0: at once)
 --   [25] auto-resolve (ms): resolves itself when not repeated for this long (0: never)
 --   [26] latch (bool): `status: resolved` only clears it (cleared_at, event `cleared`)
+--   [27] flapping: re-openings that make it flap (0: never)   [28] its window (ms)
 --
 -- Returns a JSON array with, per alert in order, an object {outcome, alert, group, events}:
 --   outcome: created | deduplicated | reopened | resolved | cleared | redelivered |
@@ -187,6 +188,33 @@ local function raise_acknowledged(id, state, prio, old_prio)
   return unacknowledge(id, now, cfg, 'priority_raised')
 end
 
+-- alerts.types flapping: alert `id` re-opened now. Whether it flaps: re-opened `n` times
+-- within `ms` (or flapping already); if so its flap ends (flap_settle.lua) once it has
+-- stayed put for a whole window.
+local function flap_check(id, n, ms)
+  if n <= 0 then
+    return false
+  end
+  local key = k('flaps', id)
+  redis.call('ZADD', key, now_s, now_s)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('(%d', now - ms))
+  redis.call('PEXPIRE', key, string.format('%d', ms))
+  if redis.call('HGET', k('alert', id), 'flapping') ~= '1'
+      and redis.call('ZCARD', key) < n then
+    return false
+  end
+  redis.call('ZADD', k('flapq'), string.format('%d', now + ms), id)
+  return true
+end
+
+-- A flapping alert resolved: it has not stayed put, and nobody hears of it.
+local function flap_resolved(id, epoch, ms)
+  if redis.call('HGET', k('alert', id), 'flapping') == '1' then
+    redis.call('ZADD', k('flapq'), string.format('%d', now + ms), id)
+    redis.call('ZREM', k('notices'), id .. '|' .. epoch)
+  end
+end
+
 -- alerts.types: an open alert not repeated for `ms` resolves itself (auto_resolve.lua);
 -- every repeat pushes the deadline back.
 local function arm_auto_resolve(id, ms)
@@ -220,8 +248,10 @@ end
 local function ingest_one(request)
   local fp, base_id, status, source, atype, severity, prio, message, attributes, ts,
     gkh, gtext, base_gid, client, mid, dup, digest, quiet, next_delay, partial, sils, inhs,
-    inh_source, hold, auto_ms, latch = unpack(request)
+    inh_source, hold, auto_ms, latch, flap_n, flap_ms = unpack(request)
   hold, auto_ms = tonumber(hold) or 0, tonumber(auto_ms) or 0
+  flap_n, flap_ms = tonumber(flap_n) or 0, tonumber(flap_ms) or 0
+  local flapping = false
   if next_delay == cjson.null then next_delay = nil end
   local silenced, inhibited = nil, nil
 
@@ -235,8 +265,8 @@ local function ingest_one(request)
   -- Neither alert has a timer to cancel: a new one never had one, and resolving cancelled a
   -- re-opened one's.
   local function first_timer(id, epoch)
-    if silenced or inhibited then
-      return nil, '' -- quiet: the silence's end (the source's resolve) starts it
+    if silenced or inhibited or flapping then
+      return nil, '' -- quiet: the silence's end (the source's resolve, the flap's end)
     end
     local level, due = '0', now_s
     if hold > 0 then
@@ -291,6 +321,7 @@ local function ingest_one(request)
     if cur_state and OPEN[cur_state] then
       transition(cur, 'resolve', now, cfg.retention,
         {'resolved_at', now, 'resolved_by', source, 'last_seen', now})
+      flap_resolved(cur, cur_fields[6], flap_ms)
       history_add(source, cur, 'resolved', atype, cur_fields[2], now, now_s, cfg)
       local a = alert_snapshot(cur)
       return reply('resolved', a, group_of(a), {'resolved'})
@@ -339,12 +370,14 @@ local function ingest_one(request)
     -- Flap protection: firing again soon after a resolve re-opens the same alert.
     local epoch = string.format('%d', (tonumber(cur_fields[6]) or 0) + 1)
     silenced, inhibited = live_silences(sils), live_inhibitors(inhs)
+    flapping = flap_check(cur, flap_n, flap_ms)
     local timer, next_at = first_timer(cur, epoch)
     local update = extend(changes(), {'epoch', epoch, 'priority', prio, 'severity', severity,
       'escalation_level', '0', 'opened_at', now_s, 'acknowledged_by', '', 'acknowledged_at', '',
       'ack_note', '', 'resolved_at', '', 'resolved_by', '', 'next_escalation_at', next_at,
       'silenced_by', silenced and cjson.encode(silenced) or '[]',
-      'inhibited_by', inhibited and cjson.encode(inhibited) or '[]'})
+      'inhibited_by', inhibited and cjson.encode(inhibited) or '[]',
+      'flapping', flapping and '1' or '0'})
     if timer then
       extend(update, {'timer', timer})
     end
