@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     history = add("history", "Show recent alert events, newest first.")
     history.add_argument("--source", help="only this source")
     history.add_argument("--limit", type=int, default=50, help="how many (default 50)")
-    _add_silence(add)
+    silence = _add_silence(add)
     test = add(
         "test-alert",
         "Show what the service would do with an alert (id, priority, group, each level's "
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--json", action="store_true", help="print one JSON document")
     health = add("health", "Exit 0 when the service is connected to MQTT and Redis, else 1.")
     health.add_argument("--max-age", type=int, default=30, help="heartbeat age limit (s)")
-    for cmd in (alerts, show, history, health, *acting):
+    for cmd in (alerts, show, history, health, silence, test, *acting):
         cmd.add_argument(
             "--data-dir",
             metavar="DIR",
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_silence(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+def _add_silence(add: Callable[[str, str], argparse.ArgumentParser]) -> argparse.ArgumentParser:
     silence = add("silence", "Silence alerts for a while (maintenance), list or expire silences.")
     verbs = silence.add_subparsers(dest="verb", required=True, metavar="VERB")
     new = verbs.add_parser(
@@ -170,6 +170,7 @@ def _add_silence(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
         verb.add_argument(
             "--config", metavar="PATH", default=argparse.SUPPRESS, help="YAML config file"
         )
+    return silence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
