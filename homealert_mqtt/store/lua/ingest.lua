@@ -131,41 +131,24 @@ local function resolve_partial(spec, source)
   return reply
 end
 
--- Noise control: of the silences the service matched, those still on now (one may have
--- ended since), or nil when none is.
-local function live_silences(sids)
-  if sids == nil or sids == cjson.null or #sids == 0 then
+-- Noise control: of the silences (or inhibiting sources) the service matched, those
+-- still live now (`live(name, now)`: a silence may have ended, a source resolved since),
+-- sorted; nil when none is.
+local function still_live(names, live)
+  if names == nil or names == cjson.null or #names == 0 then
     return nil
   end
-  local live = {}
-  for _, sid in ipairs(sids) do
-    if silence_on(sid, now) then
-      live[#live + 1] = sid
+  local found = {}
+  for _, name in ipairs(names) do
+    if live(name, now) then
+      found[#found + 1] = name
     end
   end
-  if #live == 0 then
+  if #found == 0 then
     return nil
   end
-  table.sort(live)
-  return live
-end
-
--- Of the sources the service matched, those still open, or nil when none is.
-local function live_inhibitors(sources)
-  if sources == nil or sources == cjson.null or #sources == 0 then
-    return nil
-  end
-  local live = {}
-  for _, src in ipairs(sources) do
-    if source_open(src) then
-      live[#live + 1] = src
-    end
-  end
-  if #live == 0 then
-    return nil
-  end
-  table.sort(live)
-  return live
+  table.sort(found)
+  return found
 end
 
 -- Records inhibition on alert `id`, new or re-opened (its `inhibited_by` field is set
@@ -231,7 +214,7 @@ local function clear_latched(id, source, atype, cur_fields)
   return alert_snapshot(id)
 end
 
--- Records the silences (from live_silences) on alert `id`, new or re-opened; its
+-- Records the silences (from still_live) on alert `id`, new or re-opened; its
 -- `silenced_by` field is set by the caller's HSET.
 local function mark_silenced(id, live)
   if not live then
@@ -369,7 +352,7 @@ local function ingest_one(request)
       and now - tonumber(cur_fields[3]) <= tonumber(cfg.dedup_window) then
     -- Flap protection: firing again soon after a resolve re-opens the same alert.
     local epoch = string.format('%d', (tonumber(cur_fields[6]) or 0) + 1)
-    silenced, inhibited = live_silences(sils), live_inhibitors(inhs)
+    silenced, inhibited = still_live(sils, silence_on), still_live(inhs, source_open)
     flapping = flap_check(cur, flap_n, flap_ms)
     local timer, next_at = first_timer(cur, epoch)
     local update = extend(changes(), {'epoch', epoch, 'priority', prio, 'severity', severity,
@@ -461,7 +444,7 @@ local function ingest_one(request)
 
   local state, rule = 'new', 'T0'
   if quiet then state, rule = 'active', 'T1' end
-  silenced, inhibited = live_silences(sils), live_inhibitors(inhs)
+  silenced, inhibited = still_live(sils, silence_on), still_live(inhs, source_open)
   local timer, next_at = first_timer(id, '1')
   -- Strings as they are stored: the reply is this list, not a read-back.
   local alert = {'id', id, 'fp', fp, 'state', state, 'rule', rule, 'priority', prio,
