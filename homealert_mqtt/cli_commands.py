@@ -163,18 +163,8 @@ async def send_command(args: argparse.Namespace, settings: Settings) -> int:
     request_id = f"cli-{uuid.uuid4().hex[:16]}"
     fields = (("by", args.by), ("note", args.note), ("request_id", request_id))
     payload = json.dumps({k: v for k, v in fields if v})
-    # MQTT 3.1.1: every broker speaks it, the iotcore fallback of `run --embedded` nothing
-    # else (so the answer's address is in the payload, not in MQTT 5 properties).
-    mqtt = dataclasses.replace(settings.mqtt, protocol=4)
-    kwargs = client_kwargs(
-        mqtt,
-        settings.mqtt.host,
-        settings.mqtt.port,
-        client_id=f"homealert-cli-{os.getpid()}",
-        persistent=False,
-    )
     try:
-        async with aiomqtt.Client(**kwargs) as client:
+        async with aiomqtt.Client(**cli_client_kwargs(settings)) as client:
             await client.subscribe(topics.response(request_id), qos=1)
             await client.publish(topics.alert_command(args.id, kind), payload.encode(), qos=1)
             answer = None
@@ -271,18 +261,23 @@ async def health(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def publish_once(settings: Settings, topic: str, payload: bytes) -> bool:
-    """One QoS 1 publish to the service; False (and a message) when the broker is away."""
-    mqtt = dataclasses.replace(settings.mqtt, protocol=4)  # as send_command, for the same reason
-    kwargs = client_kwargs(
-        mqtt,
+def cli_client_kwargs(settings: Settings) -> dict[str, Any]:
+    """A short-lived CLI client's options. MQTT 3.1.1: every broker speaks it, the iotcore
+    fallback of `run --embedded` nothing else (so an answer's address is in the payload,
+    not in MQTT 5 properties)."""
+    return client_kwargs(
+        dataclasses.replace(settings.mqtt, protocol=4),
         settings.mqtt.host,
         settings.mqtt.port,
         client_id=f"homealert-cli-{os.getpid()}",
         persistent=False,
     )
+
+
+async def publish_once(settings: Settings, topic: str, payload: bytes) -> bool:
+    """One QoS 1 publish to the service; False (and a message) when the broker is away."""
     try:
-        async with aiomqtt.Client(**kwargs) as client:
+        async with aiomqtt.Client(**cli_client_kwargs(settings)) as client:
             await client.publish(topic, payload, qos=1)
     except aiomqtt.MqttError as err:
         print(f"cannot reach the broker at {settings.mqtt.safe_url()}: {err}")

@@ -6,6 +6,7 @@ import secrets
 from importlib import resources
 from pathlib import Path
 
+from homealert_mqtt.config.settings import Settings
 from homealert_mqtt.escalation.delivery import Delivery, Leases
 from homealert_mqtt.escalation.engine import EscalationEngine
 from homealert_mqtt.escalation.plan import start_plan
@@ -21,6 +22,19 @@ def shipped_templates() -> Path:
     return Path(str(resources.files("homealert_mqtt").joinpath("defaults/templates")))
 
 
+def renderer_for(settings: Settings) -> TemplateRenderer:
+    """The notification templates of `settings` (the shipped ones unless configured)."""
+    templates = settings.templates
+    return TemplateRenderer(
+        TemplatesConfig(
+            base_dir=templates.base_dir or shipped_templates(),
+            default_template=templates.default_template,
+            custom_templates=templates.custom_templates,
+            base_topic=settings.mqtt.base_topic,
+        )
+    )
+
+
 def add_escalation(service: Service) -> EscalationEngine:
     settings = service.settings
     channels = create_channels(
@@ -33,15 +47,7 @@ def add_escalation(service: Service) -> EscalationEngine:
             reply_codes=ReplyCodes(service.store, service.clock),
         ),
     )
-    templates = settings.templates
-    renderer = TemplateRenderer(
-        TemplatesConfig(
-            base_dir=templates.base_dir or shipped_templates(),
-            default_template=templates.default_template,
-            custom_templates=templates.custom_templates,
-            base_topic=settings.mqtt.base_topic,
-        )
-    )
+    renderer = renderer_for(settings)
     store = EscalationStore(service.store, service.clock)
     delivery = Delivery(
         store=store,

@@ -114,8 +114,7 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
 async def test_alert(args: argparse.Namespace, settings: Settings) -> int:
     """`homealert-mqtt test-alert`: the routing check (noise/routing_check.py)."""
     from homealert_mqtt.cli_commands import _store  # noqa: PLC0415
-    from homealert_mqtt.escalation.setup import shipped_templates  # noqa: PLC0415
-    from homealert_mqtt.notify.templates import TemplateRenderer, TemplatesConfig  # noqa: PLC0415
+    from homealert_mqtt.escalation.setup import renderer_for  # noqa: PLC0415
     from homealert_mqtt.pipeline.validate import Rejected  # noqa: PLC0415
 
     try:
@@ -123,15 +122,7 @@ async def test_alert(args: argparse.Namespace, settings: Settings) -> int:
     except BadSilence as err:
         print(f"test-alert: {err}")
         return 1
-    templates = settings.templates
-    renderer = TemplateRenderer(
-        TemplatesConfig(
-            base_dir=templates.base_dir or shipped_templates(),
-            default_template=templates.default_template,
-            custom_templates=templates.custom_templates,
-            base_topic=settings.mqtt.base_topic,
-        )
-    )
+    renderer = renderer_for(settings)
     alerts = _store(settings)
     try:
         world = await _world(alerts)
