@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from homealert_mqtt.clock import Clock
@@ -29,6 +30,12 @@ from homealert_mqtt.pipeline.publish import StateListener, StatePublisher, dumps
 from homealert_mqtt.store.alert_store import AlertStore
 
 _LOGGER = logging.getLogger(__name__)
+
+
+class _Timer(Protocol):
+    async def tick(self) -> int | None:
+        """Do what is due; when the next deadline is (ms), if any."""
+
 
 POLL_SECONDS = 0.1  # as the escalation loop: a silence's end pages within this
 OPEN_CHUNK = 500  # open alerts read from Redis at a time when a silence or source is new
@@ -75,12 +82,12 @@ class SilenceRuntime(StateListener):
             await self.follow_inhibitions()
             if self.acks is not None:
                 await self.acks.tick()
-            await self._resolve_idle()
-            await self._settle_flaps()
+            self._auto_next = await self._tick(self.auto_resolve, self._auto_next)
+            self._flap_next = await self._tick(self.flaps, self._flap_next)
             timers = await self.store.timers()
             await self.after_timers(timers.started, timers.ended, timers.alerts)
             # Another replica's set or expire: matched from now on, and put on the open
-            # alerts this replica knows (publishing the silence was that replica's part).
+            # alerts (publishing the silence was that replica's part).
             await self.cache.refresh()
             for silence_id in self.cache.take_changed():
                 self.reconcile_soon(silence_id)
@@ -154,26 +161,17 @@ class SilenceRuntime(StateListener):
                 if alert.state.is_open:
                     yield alert
 
-    async def _resolve_idle(self) -> None:
-        # Asked each pass while deadlines are near; ingest may add an earlier one at any
-        # time, so at least once a second.
-        if self.auto_resolve is None:
-            return
+    async def _tick(self, timer: _Timer | None, next_at: int | None) -> int | None:
+        """Run `timer` (auto-resolve, flap settling) when its next deadline is near;
+        returns when to ask again. Asked at least once a second: ingest may add an
+        earlier deadline at any time."""
+        if timer is None:
+            return next_at
         now = self.clock()
-        if self._auto_next is not None and self._auto_next > now:
-            return
-        upcoming = await self.auto_resolve.tick()
-        self._auto_next = min(upcoming or now + 1000, now + 1000)
-
-    async def _settle_flaps(self) -> None:
-        # As _resolve_idle: each pass while one is near, at least once a second.
-        if self.flaps is None:
-            return
-        now = self.clock()
-        if self._flap_next is not None and self._flap_next > now:
-            return
-        upcoming = await self.flaps.tick()
-        self._flap_next = min(upcoming or now + 1000, now + 1000)
+        if next_at is not None and next_at > now:
+            return next_at
+        upcoming = await timer.tick()
+        return min(upcoming or now + 1000, now + 1000)
 
     def reconcile_soon(self, silence_id: str) -> None:
         """Mark the open alerts `silence_id` matches on the loop's next pass (the gate
