@@ -25,19 +25,12 @@ from homealert_mqtt.config.settings import EscalationSettings
 from homealert_mqtt.escalation.delivery import Delivery
 from homealert_mqtt.escalation.plan import Target, next_step, targets
 from homealert_mqtt.models import AlertRecord, State
-from homealert_mqtt.mqtt.backoff import Backoff
 from homealert_mqtt.noise.gate import NoiseGate
 from homealert_mqtt.notify.base import Message
 from homealert_mqtt.notify.templates import NotificationKind, TemplateRenderer
 from homealert_mqtt.pipeline.publish import StatePublisher
 from homealert_mqtt.store.escalation_store import EscalationStore, Flush, TimerMember, due
-from homealert_mqtt.transient import (
-    RETRY_CAP,
-    RETRY_INITIAL,
-    Outage,
-    is_transient,
-    retry_transient,
-)
+from homealert_mqtt.transient import Outage, retry_transient
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -81,22 +74,12 @@ class EscalationEngine:
         # Polled, not woken per alert: a burst costs a few passes, and a pass with
         # nothing due is one round trip. Level 0 of a new alert is due at once, so it
         # goes out within POLL_SECONDS.
-        backoff = Backoff(initial=RETRY_INITIAL, cap=RETRY_CAP)
+        # A Redis blip never ends the loop: each of its calls is retried where it stands
+        # (_redis), and the work in flight goes on meanwhile.
         await self._take_over()
         async with asyncio.TaskGroup() as tasks:
             while True:
-                try:
-                    first, now = await self._pass(tasks)
-                except Exception as err:
-                    # A Redis blip in the loop itself: the work in flight goes on (its
-                    # own calls retry), and so does the loop, shortly.
-                    if not is_transient(err):
-                        raise
-                    self.outage.failed(err, "escalation")
-                    await asyncio.sleep(backoff.next_delay())
-                    continue
-                self.outage.ok()
-                backoff.reset()
+                first, now = await self._pass(tasks)
                 await self._sleep(first, now)
 
     async def _take_over(self) -> None:
