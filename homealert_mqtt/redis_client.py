@@ -37,7 +37,7 @@ def pool_size(settings: RedisSettings, concurrency: int = 0) -> int:
     return settings.max_connections or concurrency + POOL_RESERVE
 
 
-async def _replace(conn: AbstractConnection) -> None:
+class _ReplacesStale(AbstractConnection):
     """A failed health check replaces the connection instead of failing the call.
 
     After Redis restarts, every idle pooled connection is dead. redis-py PINGs one that
@@ -46,33 +46,28 @@ async def _replace(conn: AbstractConnection) -> None:
     the failed PING fails the caller's command. Nothing was sent yet, so reconnecting
     is safe: the command goes out on a fresh connection, as it would from a new pool.
     A Redis still down fails the connect, and the caller's own retry takes over.
+
+    Mixed in before the class the URL's scheme chose (TCP, TLS, a Unix socket).
     """
-    await conn.disconnect()
-    await conn.connect()  # type: ignore[no-untyped-call] # redis-py leaves it untyped
 
-
-class _Tcp(Connection):
     async def check_health(self) -> None:
         try:
             await super().check_health()  # type: ignore[no-untyped-call]
         except (RedisConnectionError, RedisTimeoutError, OSError):
-            await _replace(self)
+            await self.disconnect()
+            await self.connect()  # type: ignore[no-untyped-call] # redis-py leaves it untyped
 
 
-class _Tls(SSLConnection):
-    async def check_health(self) -> None:
-        try:
-            await super().check_health()  # type: ignore[no-untyped-call]
-        except (RedisConnectionError, RedisTimeoutError, OSError):
-            await _replace(self)
+class _Tcp(_ReplacesStale, Connection):
+    pass
 
 
-class _Unix(UnixDomainSocketConnection):
-    async def check_health(self) -> None:
-        try:
-            await super().check_health()  # type: ignore[no-untyped-call]
-        except (RedisConnectionError, RedisTimeoutError, OSError):
-            await _replace(self)
+class _Tls(_ReplacesStale, SSLConnection):
+    pass
+
+
+class _Unix(_ReplacesStale, UnixDomainSocketConnection):
+    pass
 
 
 _FRESH: dict[type[AbstractConnection], type[AbstractConnection]] = {
