@@ -101,6 +101,18 @@ class Level:
 
 
 # ============================================================================ parsing
+def is_clear(raw: dict[str, Any]) -> bool:
+    """An mqtt-channel `{"action": "clear", ...}`: sent when an alert is acknowledged or
+    resolved so that automations withdraw the phone notification; not a page."""
+    if raw.get("channel") != "mqtt":
+        return False
+    try:
+        body = json.loads(str(raw.get("text", "")))
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("action") == "clear"
+
+
 def parse_page(raw: dict[str, Any]) -> Page | None:
     """A sink's raw record (see chaos_soak.py's sinks) as a Page; None when it carries
     no soak tag (a page the soak cannot attribute)."""
@@ -225,6 +237,7 @@ class PageVerdict:
     lateness: list[float] = field(default_factory=list)  # every required page's, seconds
     unexpected: list[tuple[Key, str]] = field(default_factory=list)  # key, why
     unattributed: int = 0  # pages without the soak's tag
+    clears: int = 0  # mqtt {"action": "clear"} messages: they withdraw a page, not pages
 
 
 def level_verdict(due_ms: int, stop_ms: int | None, end_ms: int, margin_ms: int) -> str:

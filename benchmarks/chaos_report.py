@@ -20,6 +20,7 @@ from chaos_ledger import (
     PageVerdict,
     SentAlert,
     StoredAlert,
+    is_clear,
     judge_alerts,
     judge_pages,
     late_by_kill,
@@ -52,11 +53,12 @@ def load_run(folder: Path) -> dict[str, Any]:
 def analyse(folder: Path, args: argparse.Namespace) -> int:
     run = load_run(folder)
     pages_file = folder / "pages.jsonl"
-    pages = [
-        parse_page(json.loads(line))
+    raws = [
+        json.loads(line)
         for line in pages_file.read_text(encoding="utf-8").splitlines()
         if line.strip()
     ]
+    pages = [parse_page(raw) for raw in raws if not is_clear(raw)]
     levels = policy_levels(run["levels"])
     stored: list[StoredAlert] = run["stored"]
     alerts = judge_alerts(
@@ -77,6 +79,7 @@ def analyse(folder: Path, args: argparse.Namespace) -> int:
         window_s=args.window,
         save_s=run["broker_save"],
     )
+    judged.clears = sum(map(is_clear, raws))
     return report(args, folder, run, alerts, judged)
 
 
@@ -155,6 +158,7 @@ def report(
         ),
         ("pages unexpected", len(pages.unexpected), show(pages.unexpected)),
         ("pages not attributable (no soak tag)", pages.unattributed, ""),
+        ("  mqtt clears of acked or resolved alerts (not pages)", pages.clears, ""),
         ("retained state differs from Redis (info)", retained_off, f"   of {len(stored)} stored"),
     ]
     print()

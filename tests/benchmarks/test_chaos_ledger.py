@@ -304,3 +304,11 @@ def test_an_mqtt_page_the_broker_sent_again_after_its_kill_is_counted_apart() ->
     # Another channel's double is the service's, broker kill or not.
     verdict = judge([*all_pages(), page(0, "sms", T0 + 3)], (kill("broker", T0 + 1),))
     assert verdict.doubled == [("a1", 0, "sms", "+15550000000")]
+
+
+def test_an_mqtt_clear_is_told_apart_from_a_page() -> None:
+    clear = {"action": "clear", "alert_ids": ["soak-t1-x"], "recipient": "l0"}
+    assert ledger.is_clear({"channel": "mqtt", "text": json.dumps(clear)})
+    assert not ledger.is_clear({"channel": "mqtt", "text": json.dumps({"text": "SOAK"})})
+    assert not ledger.is_clear({"channel": "mqtt", "text": "not json"})
+    assert not ledger.is_clear({"channel": "sms", "text": json.dumps(clear)})
